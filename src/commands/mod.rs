@@ -1,0 +1,5 @@
+//! The subcommands that are not the supervisor: `check`, `sleep`, `probe`.
+
+pub mod check;
+pub mod probe;
+pub mod sleep;

@@ -1,0 +1,547 @@
+//! Configuration: the TOML file ([`file`]), command-line and environment overrides, and
+//! their resolution into [`Settings`], the validated values the supervisor runs on.
+//!
+//! Precedence is flag > environment variable > file > default. Every mistake in the
+//! file is reported as `path:line:column: what was expected`.
+
+mod error;
+mod file;
+mod template;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use libc::c_int;
+use toml::Spanned;
+
+pub use error::ConfigError;
+pub use file::{LogFormat, LogLevel, OnFailure, RestartPolicy, parse_duration, parse_target};
+
+use crate::signals::{Rewrite, SignalTarget};
+use error::Locator;
+use file::{ActionTable, ConfigFile, DurationValue, Text};
+
+pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Kubernetes' default terminationGracePeriodSeconds.
+pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
+pub const DEFAULT_KILL_LEFTOVERS_AFTER: Duration = Duration::from_secs(2);
+pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What the command line and the environment say; `None` leaves the file's value.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub signal_target: Option<SignalTarget>,
+    pub rewrite: Vec<(c_int, Option<c_int>)>,
+    pub remap_exit: Vec<(u8, u8)>,
+    pub pdeathsig: Option<c_int>,
+    pub stop_signal: Option<c_int>,
+    pub stop_timeout: Option<Duration>,
+    pub grace_period: Option<Duration>,
+    pub verbosity: u8,
+    pub log_format: Option<LogFormat>,
+    pub warn_on_reap: bool,
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub source: Option<PathBuf>,
+    /// The app's argv from the config file; the command line's CMD replaces it.
+    pub command: Vec<String>,
+    pub stop_signal: c_int,
+    pub stop_timeout: Duration,
+    pub grace_period: Duration,
+    pub kill_leftovers_after: Duration,
+    pub restart: RestartPolicy,
+    pub signal_target: SignalTarget,
+    pub drain_signals: Vec<c_int>,
+    pub rewrite: Rewrite,
+    pub remap_exit: BTreeMap<u8, u8>,
+    pub pdeathsig: Option<c_int>,
+    pub hooks: Hooks,
+    pub probes: Probes,
+    pub http: Http,
+    pub control_socket: Option<String>,
+    pub log_level: LogLevel,
+    pub log_format: LogFormat,
+    pub warn_on_reap: bool,
+    /// Non-fatal findings (unset `${VAR}`s), each located.
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Hooks {
+    pub post_start: Vec<Hook>,
+    pub on_ready: Vec<Hook>,
+    pub pre_stop: Vec<Hook>,
+    pub post_stop: Vec<Hook>,
+}
+
+/// The four moments a hook can run at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HookPhase {
+    PostStart,
+    OnReady,
+    PreStop,
+    PostStop,
+}
+
+impl HookPhase {
+    pub fn name(self) -> &'static str {
+        match self {
+            HookPhase::PostStart => "post_start",
+            HookPhase::OnReady => "on_ready",
+            HookPhase::PreStop => "pre_stop",
+            HookPhase::PostStop => "post_stop",
+        }
+    }
+
+    /// DESIGN: "fail" for post_start, "continue" for pre_stop, "ignore" for the others.
+    fn default_on_failure(self) -> OnFailure {
+        match self {
+            HookPhase::PostStart => OnFailure::Fail,
+            HookPhase::PreStop => OnFailure::Continue,
+            HookPhase::OnReady | HookPhase::PostStop => OnFailure::Ignore,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Hook {
+    pub phase: HookPhase,
+    /// 1-based position within its phase, as shown in `[pre_stop#1]`.
+    pub index: usize,
+    pub action: Action,
+    pub timeout: Duration,
+    pub on_failure: OnFailure,
+}
+
+impl Hook {
+    pub fn label(&self) -> String {
+        format!("{}#{}", self.phase.name(), self.index)
+    }
+
+    /// The longest this hook can take: a sleep takes its duration, anything else up to
+    /// its timeout.
+    pub fn budget(&self) -> Duration {
+        match self.action {
+            Action::Sleep(duration) => duration.min(self.timeout),
+            _ => self.timeout,
+        }
+    }
+}
+
+/// One thing to do, shared by hooks and probes.
+#[derive(Debug, Clone)]
+pub enum Action {
+    Exec {
+        argv: Vec<String>,
+        env: BTreeMap<String, String>,
+        workdir: Option<String>,
+    },
+    Http(HttpRequest),
+    Tcp(String),
+    Sleep(Duration),
+}
+
+impl fmt::Display for Action {
+    /// A one-line description that never shows header values or bodies.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::Exec { argv, .. } => write!(f, "exec {argv:?}"),
+            Action::Http(request) => write!(f, "http {} {}", request.method, request.url),
+            Action::Tcp(address) => write!(f, "tcp {address}"),
+            Action::Sleep(duration) => write!(f, "sleep {}", humantime::format_duration(*duration)),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpRequest {
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<String>,
+    /// Statuses that count as success; empty means 200..=399.
+    pub expect_status: Vec<u16>,
+}
+
+impl HttpRequest {
+    pub fn accepts(&self, status: u16) -> bool {
+        if self.expect_status.is_empty() {
+            (200..=399).contains(&status)
+        } else {
+            self.expect_status.contains(&status)
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Probes {
+    pub startup: Option<Probe>,
+    pub liveness: Option<Probe>,
+    pub readiness: Option<Probe>,
+}
+
+/// Kubernetes' probe fields, with Kubernetes' defaults.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    pub action: Action,
+    pub initial_delay: Duration,
+    pub period: Duration,
+    pub timeout: Duration,
+    pub success_threshold: u32,
+    pub failure_threshold: u32,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Http {
+    pub listen: Option<String>,
+    pub prestop: bool,
+    pub token: Option<String>,
+}
+
+impl Settings {
+    /// Parts of the design this version parses and validates but does not run yet.
+    pub fn not_yet_active(&self) -> Vec<&'static str> {
+        let mut parts = Vec::new();
+        if self.probes.startup.is_some() || self.probes.liveness.is_some() || self.probes.readiness.is_some() {
+            parts.push("[probes]");
+        }
+        if self.http.listen.is_some() {
+            parts.push("[http] listen");
+        }
+        if self.control_socket.is_some() {
+            parts.push("[control] socket");
+        }
+        if self.restart != RestartPolicy::Never {
+            parts.push("[app] restart");
+        }
+        parts
+    }
+}
+
+/// Reads and resolves a config file.
+pub fn load(path: &Path, overrides: &Overrides) -> Result<Settings, ConfigError> {
+    let source = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        path: path.to_path_buf(),
+        line: 0,
+        column: 0,
+        message: format!("cannot read config file: {e}"),
+        excerpt: None,
+    })?;
+    resolve(Some((path, &source)), overrides, |name| std::env::var(name).ok())
+}
+
+/// No file: the defaults (a plain tini/dumb-init replacement) plus overrides.
+pub fn defaults(overrides: &Overrides) -> Settings {
+    resolve(None, overrides, |name| std::env::var(name).ok())
+        .expect("the defaults and flag values are valid without a file")
+}
+
+fn resolve(
+    file: Option<(&Path, &str)>,
+    overrides: &Overrides,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Settings, ConfigError> {
+    let (parsed, locator) = match file {
+        Some((path, source)) => {
+            let locator = Locator { path, source };
+            let parsed: ConfigFile = toml::from_str(source).map_err(|e| locator.from_toml(&e))?;
+            (parsed, Some(locator))
+        }
+        None => (ConfigFile::default(), None),
+    };
+    let mut resolver = Resolver {
+        locator,
+        env: &env,
+        warnings: Vec::new(),
+    };
+    resolver.settings(parsed, overrides)
+}
+
+struct Resolver<'a, E> {
+    locator: Option<Locator<'a>>,
+    env: &'a E,
+    warnings: Vec<String>,
+}
+
+impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
+    fn error(&self, span: Range<usize>, message: impl Into<String>) -> ConfigError {
+        match &self.locator {
+            Some(locator) => locator.error(span, message),
+            None => ConfigError {
+                path: PathBuf::from("<command line>"),
+                line: 0,
+                column: 0,
+                message: message.into(),
+                excerpt: None,
+            },
+        }
+    }
+
+    fn expand(&mut self, text: &Text) -> Result<String, ConfigError> {
+        let (value, unset) =
+            template::expand(text.get_ref(), self.env).map_err(|e| self.error(text.span(), e))?;
+        for name in unset {
+            let position = match &self.locator {
+                Some(locator) => {
+                    let (line, column) = locator.position(text.span().start);
+                    format!("{}:{line}:{column}", locator.path.display())
+                }
+                None => "<command line>".into(),
+            };
+            self.warnings.push(format!(
+                "{position}: ${{{name}}} is not set; it expands to an empty string (write ${{{name}:-default}} to choose)"
+            ));
+        }
+        Ok(value)
+    }
+
+    fn expand_all(&mut self, texts: &[Text]) -> Result<Vec<String>, ConfigError> {
+        texts.iter().map(|text| self.expand(text)).collect()
+    }
+
+    fn settings(&mut self, file: ConfigFile, overrides: &Overrides) -> Result<Settings, ConfigError> {
+        let app = file.app;
+        let command = match &app.command {
+            Some(argv) => self.expand_all(argv)?,
+            None => Vec::new(),
+        };
+        let stop_timeout = overrides
+            .stop_timeout
+            .or(app.stop_timeout.as_ref().map(|d| d.get_ref().0))
+            .unwrap_or(DEFAULT_STOP_TIMEOUT);
+        let grace_period = overrides
+            .grace_period
+            .or(app.grace_period.as_ref().map(|d| d.get_ref().0))
+            .unwrap_or(DEFAULT_GRACE_PERIOD);
+        if stop_timeout > grace_period {
+            let span = app
+                .stop_timeout
+                .as_ref()
+                .or(app.grace_period.as_ref())
+                .map_or(0..0, Spanned::span);
+            return Err(self.error(
+                span,
+                format!(
+                    "stop_timeout ({}) is longer than grace_period ({}): the app could never get its stop_timeout before SIGKILL",
+                    humantime::format_duration(stop_timeout),
+                    humantime::format_duration(grace_period)
+                ),
+            ));
+        }
+
+        let mut rewrite = match overrides.signal_target.or(app.signal_target.map(|t| t.0)) {
+            Some(SignalTarget::Child) => Rewrite::default(),
+            _ => Rewrite::job_control_defaults(),
+        };
+        for (from, to) in &file.signals.rewrite {
+            rewrite.set(from.0, to.0);
+        }
+        for &(from, to) in &overrides.rewrite {
+            rewrite.set(from, to);
+        }
+        let mut remap_exit: BTreeMap<u8, u8> =
+            file.signals.remap_exit.iter().map(|(from, to)| (from.0, to.0)).collect();
+        remap_exit.extend(overrides.remap_exit.iter().copied());
+
+        let hooks = Hooks {
+            post_start: self.hooks(HookPhase::PostStart, &file.hooks.post_start)?,
+            on_ready: self.hooks(HookPhase::OnReady, &file.hooks.on_ready)?,
+            pre_stop: self.hooks(HookPhase::PreStop, &file.hooks.pre_stop)?,
+            post_stop: self.hooks(HookPhase::PostStop, &file.hooks.post_stop)?,
+        };
+        let probes = Probes {
+            startup: self.probe(file.probes.startup.as_ref())?,
+            liveness: self.probe(file.probes.liveness.as_ref())?,
+            readiness: self.probe(file.probes.readiness.as_ref())?,
+        };
+        let http = Http {
+            listen: file.http.listen.as_ref().map(|t| self.expand(t)).transpose()?,
+            prestop: file.http.prestop,
+            token: file.http.token.as_ref().map(|t| self.expand(t)).transpose()?,
+        };
+        let control_socket = file.control.socket.as_ref().map(|t| self.expand(t)).transpose()?;
+
+        let log_level = match overrides.verbosity {
+            0 => file.log.level.unwrap_or(LogLevel::Warn),
+            1 => LogLevel::Info,
+            2 => LogLevel::Debug,
+            _ => LogLevel::Trace,
+        };
+
+        Ok(Settings {
+            source: self.locator.as_ref().map(|l| l.path.to_path_buf()),
+            command,
+            stop_signal: overrides
+                .stop_signal
+                .or(app.stop_signal.map(|s| s.0))
+                .unwrap_or(libc::SIGTERM),
+            stop_timeout,
+            grace_period,
+            kill_leftovers_after: app
+                .kill_leftovers_after
+                .map_or(DEFAULT_KILL_LEFTOVERS_AFTER, |d| d.0),
+            restart: app.restart.map_or(RestartPolicy::Never, Spanned::into_inner),
+            signal_target: overrides
+                .signal_target
+                .or(app.signal_target.map(|t| t.0))
+                .unwrap_or_default(),
+            drain_signals: file
+                .signals
+                .drain
+                .map(|signals| signals.iter().map(|s| s.0).collect())
+                .unwrap_or_else(|| vec![libc::SIGTERM]),
+            rewrite,
+            remap_exit,
+            pdeathsig: overrides.pdeathsig,
+            hooks,
+            probes,
+            http,
+            control_socket,
+            log_level,
+            log_format: overrides.log_format.or(file.log.format).unwrap_or_default(),
+            warn_on_reap: overrides.warn_on_reap,
+            warnings: std::mem::take(&mut self.warnings),
+        })
+    }
+
+    fn hooks(&mut self, phase: HookPhase, tables: &[Spanned<ActionTable>]) -> Result<Vec<Hook>, ConfigError> {
+        tables
+            .iter()
+            .enumerate()
+            .map(|(i, table)| {
+                let span = table.span();
+                let t = table.get_ref();
+                let probe_only = [
+                    ("initial_delay", t.initial_delay.as_ref().map(Spanned::span)),
+                    ("period", t.period.as_ref().map(Spanned::span)),
+                    ("success_threshold", t.success_threshold.as_ref().map(Spanned::span)),
+                    ("failure_threshold", t.failure_threshold.as_ref().map(Spanned::span)),
+                ];
+                if let Some((key, Some(at))) = probe_only.into_iter().find(|(_, s)| s.is_some()) {
+                    return Err(self.error(at, format!("`{key}` is a probe setting; hooks take `timeout` and `on_failure`")));
+                }
+                Ok(Hook {
+                    phase,
+                    index: i + 1,
+                    action: self.action(span, t, true)?,
+                    timeout: t.timeout.as_ref().map_or(DEFAULT_HOOK_TIMEOUT, |d| d.get_ref().0),
+                    on_failure: t
+                        .on_failure
+                        .as_ref()
+                        .map_or(phase.default_on_failure(), |f| *f.get_ref()),
+                })
+            })
+            .collect()
+    }
+
+    fn probe(&mut self, table: Option<&Spanned<ActionTable>>) -> Result<Option<Probe>, ConfigError> {
+        let Some(table) = table else { return Ok(None) };
+        let t = table.get_ref();
+        if let Some(on_failure) = &t.on_failure {
+            return Err(self.error(on_failure.span(), "`on_failure` is a hook setting; probes take `failure_threshold`"));
+        }
+        let threshold = |value: &Option<Spanned<u32>>, default: u32, this: &Self| match value {
+            Some(v) if *v.get_ref() == 0 => Err(this.error(v.span(), "a threshold must be at least 1")),
+            Some(v) => Ok(*v.get_ref()),
+            None => Ok(default),
+        };
+        let duration = |value: &Option<Spanned<DurationValue>>, default: Duration| {
+            value.as_ref().map_or(default, |d| d.get_ref().0)
+        };
+        Ok(Some(Probe {
+            action: self.action(table.span(), t, false)?,
+            initial_delay: duration(&t.initial_delay, Duration::ZERO),
+            period: duration(&t.period, Duration::from_secs(10)),
+            timeout: duration(&t.timeout, Duration::from_secs(1)),
+            success_threshold: threshold(&t.success_threshold, 1, self)?,
+            failure_threshold: threshold(&t.failure_threshold, 3, self)?,
+        }))
+    }
+
+    fn action(&mut self, span: Range<usize>, t: &ActionTable, is_hook: bool) -> Result<Action, ConfigError> {
+        let given: Vec<&str> = [
+            t.exec.as_ref().map(|_| "exec"),
+            t.http.as_ref().map(|_| "http"),
+            t.tcp.as_ref().map(|_| "tcp"),
+            t.sleep.as_ref().map(|_| "sleep"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        match given.as_slice() {
+            [_] => {}
+            [] => return Err(self.error(span, "expected one action: `exec`, `http`, `tcp` or `sleep`")),
+            many => return Err(self.error(span, format!("one action per entry, found {}", many.join(" and ")))),
+        }
+        if t.exec.is_none() && (!t.env.is_empty() || t.workdir.is_some()) {
+            return Err(self.error(span, "`env` and `workdir` apply only to `exec` actions"));
+        }
+        if let Some(argv) = &t.exec {
+            if argv.is_empty() {
+                return Err(self.error(span, "`exec` needs at least the program to run"));
+            }
+            let argv = self.expand_all(argv)?;
+            let env = t
+                .env
+                .iter()
+                .map(|(k, v)| Ok((k.clone(), self.expand(v)?)))
+                .collect::<Result<_, ConfigError>>()?;
+            return Ok(Action::Exec { argv, env, workdir: t.workdir.clone() });
+        }
+        if let Some(http) = &t.http {
+            let url = self.expand(&http.url)?;
+            let parsed = reqwest::Url::parse(&url).map_err(|e| self.error(http.url.span(), format!("`{url}` is not a URL: {e}")))?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return Err(self.error(http.url.span(), format!("`{url}`: only http:// and https:// URLs are supported")));
+            }
+            let method = match &http.method {
+                Some(m) => {
+                    let upper = m.get_ref().to_ascii_uppercase();
+                    if reqwest::Method::from_bytes(upper.as_bytes()).is_err() || upper.is_empty() {
+                        return Err(self.error(m.span(), format!("`{}` is not an HTTP method", m.get_ref())));
+                    }
+                    upper
+                }
+                None => "GET".to_string(),
+            };
+            let expect_status = match &http.expect_status {
+                Some(list) => {
+                    if let Some(bad) = list.get_ref().iter().find(|s| !(100..=599).contains(*s)) {
+                        return Err(self.error(list.span(), format!("{bad} is not an HTTP status (100..=599)")));
+                    }
+                    list.get_ref().clone()
+                }
+                None => Vec::new(),
+            };
+            let headers = http
+                .headers
+                .iter()
+                .map(|(k, v)| Ok((k.clone(), self.expand(v)?)))
+                .collect::<Result<_, ConfigError>>()?;
+            let body = http.body.as_ref().map(|b| self.expand(b)).transpose()?;
+            return Ok(Action::Http(HttpRequest { method, url, headers, body, expect_status }));
+        }
+        if let Some(address) = &t.tcp {
+            let expanded = self.expand(address)?;
+            let port_ok = expanded.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+            if !port_ok {
+                return Err(self.error(address.span(), format!("`{expanded}` is not host:port")));
+            }
+            return Ok(Action::Tcp(expanded));
+        }
+        let duration = t.sleep.expect("one action is present").0;
+        if !is_hook {
+            return Err(self.error(span, "`sleep` is a hook action; probes take `exec`, `http` or `tcp`"));
+        }
+        Ok(Action::Sleep(duration))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,78 @@
+//! `${VAR}` and `${VAR:-default}` expansion from graceinit's environment, never through a
+//! shell. `$$` is a literal `$`; any other `$` is left as it is.
+
+/// The expanded text, plus the names of variables that were unset and had no default
+/// (they expand to the empty string, as in a shell, and are reported as warnings).
+pub fn expand(
+    text: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<(String, Vec<String>), String> {
+    let mut out = String::with_capacity(text.len());
+    let mut unset = Vec::new();
+    let mut rest = text;
+    while let Some(dollar) = rest.find('$') {
+        out.push_str(&rest[..dollar]);
+        let after = &rest[dollar + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some(inner) = after.strip_prefix('{') {
+            let close = inner
+                .find('}')
+                .ok_or_else(|| format!("unterminated `${{` in `{text}`"))?;
+            let reference = &inner[..close];
+            let (name, default) = match reference.split_once(":-") {
+                Some((name, default)) => (name, Some(default)),
+                None => (reference, None),
+            };
+            if name.is_empty() || !name.chars().all(|c| c == '_' || c.is_ascii_alphanumeric()) {
+                return Err(format!("`${{{reference}}}` is not a variable reference (expected ${{NAME}} or ${{NAME:-default}})"));
+            }
+            match (lookup(name), default) {
+                (Some(value), _) => out.push_str(&value),
+                (None, Some(default)) => out.push_str(default),
+                (None, None) => unset.push(name.to_string()),
+            }
+            rest = &inner[close + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok((out, unset))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "HOSTNAME" => Some("web-0".into()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn expands_set_defaulted_and_unset() {
+        assert_eq!(expand("id=${HOSTNAME}", env).unwrap(), ("id=web-0".into(), vec![]));
+        assert_eq!(expand("${PORT:-8080}", env).unwrap(), ("8080".into(), vec![]));
+        assert_eq!(expand("${EMPTY:-x}", env).unwrap(), ("".into(), vec![]));
+        assert_eq!(expand("a${NOPE}b", env).unwrap(), ("ab".into(), vec!["NOPE".into()]));
+    }
+
+    #[test]
+    fn dollars_that_are_not_references_stay() {
+        assert_eq!(expand("cost $5 and $$HOME", env).unwrap().0, "cost $5 and $HOME");
+        assert_eq!(expand("$${HOSTNAME}", env).unwrap().0, "${HOSTNAME}");
+    }
+
+    #[test]
+    fn malformed_references_are_errors() {
+        assert!(expand("${HOSTNAME", env).is_err());
+        assert!(expand("${}", env).is_err());
+        assert!(expand("${A B}", env).is_err());
+    }
+}

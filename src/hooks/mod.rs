@@ -1,0 +1,154 @@
+//! Running hook actions — exec, http, tcp, sleep — each under a time limit, and reporting
+//! how it went. The lifecycle (when hooks run, what a failure means) is the
+//! supervisor's; this module only runs one action and tells the truth about it.
+
+mod exec;
+mod relay;
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::config::{Action, Hook, HttpRequest};
+use crate::reaper::Reaper;
+
+/// How one run of a hook ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Succeeded,
+    Failed(String),
+    /// Its own `timeout` ran out.
+    TimedOut(Duration),
+    /// The drain's deadline came first (a sleep cut short this way still succeeds).
+    CutShort,
+}
+
+impl Outcome {
+    pub fn is_success(&self) -> bool {
+        matches!(self, Outcome::Succeeded)
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Outcome::Succeeded => "succeeded".into(),
+            Outcome::Failed(reason) => reason.clone(),
+            Outcome::TimedOut(after) => format!("timed out after {}", humantime::format_duration(*after)),
+            Outcome::CutShort => "cut short at the drain deadline".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Report {
+    pub label: String,
+    pub outcome: Outcome,
+    pub took: Duration,
+}
+
+/// Runs actions. Shared by every hook task; holds the HTTP client, built on first use so
+/// that a config without http actions never pays for TLS set-up.
+pub struct Runner {
+    reaper: Arc<Reaper>,
+    http: OnceLock<reqwest::Client>,
+}
+
+impl Runner {
+    pub fn new(reaper: Arc<Reaper>) -> Self {
+        Runner { reaper, http: OnceLock::new() }
+    }
+
+    /// Runs `hook` until it finishes, its timeout passes, or `deadline` (the drain's
+    /// stop-by time) arrives, whichever is first.
+    pub async fn run(&self, hook: &Hook, deadline: Option<Instant>) -> Report {
+        let label = hook.label();
+        let started = Instant::now();
+        let own_limit = started + hook.timeout;
+        let (limit, cut_by_deadline) = match deadline {
+            Some(deadline) if deadline < own_limit => (deadline, true),
+            _ => (own_limit, false),
+        };
+        let expired = if cut_by_deadline { Outcome::CutShort } else { Outcome::TimedOut(hook.timeout) };
+        tracing::info!(hook = %label, action = %hook.action, "running hook");
+        let outcome = match &hook.action {
+            Action::Sleep(duration) => {
+                let wake = started + *duration;
+                tokio::time::sleep_until(wake.min(limit)).await;
+                if wake <= limit || cut_by_deadline { Outcome::Succeeded } else { expired }
+            }
+            Action::Exec { argv, env, workdir } => {
+                exec::run(&self.reaper, &label, argv, env, workdir.as_deref(), limit, expired).await
+            }
+            Action::Http(request) => self.http(request, limit, expired).await,
+            Action::Tcp(address) => tcp(address, limit, expired).await,
+        };
+        let report = Report { label, outcome, took: started.elapsed() };
+        tracing::info!(hook = %report.label, outcome = %report.outcome.describe(), took = ?report.took, "hook finished");
+        report
+    }
+
+    async fn http(&self, request: &HttpRequest, limit: Instant, expired: Outcome) -> Outcome {
+        let client = match self.client() {
+            Ok(client) => client,
+            Err(e) => return Outcome::Failed(e),
+        };
+        let method = reqwest::Method::from_bytes(request.method.as_bytes()).unwrap_or(reqwest::Method::GET);
+        let mut builder = client.request(method, &request.url);
+        for (name, value) in &request.headers {
+            builder = builder.header(name, value);
+        }
+        if let Some(body) = &request.body {
+            builder = builder.body(body.clone());
+        }
+        match tokio::time::timeout_at(limit, builder.send()).await {
+            Err(_) => expired,
+            Ok(Err(e)) => Outcome::Failed(format!("{} {}: {}", request.method, request.url, error_chain(&e))),
+            Ok(Ok(response)) => {
+                let status = response.status().as_u16();
+                if request.accepts(status) {
+                    Outcome::Succeeded
+                } else {
+                    Outcome::Failed(format!("{} {} answered {status}", request.method, request.url))
+                }
+            }
+        }
+    }
+
+    fn client(&self) -> Result<&reqwest::Client, String> {
+        if let Some(client) = self.http.get() {
+            return Ok(client);
+        }
+        let client = http_client()?;
+        Ok(self.http.get_or_init(|| client))
+    }
+}
+
+/// Redirects are not followed: a pre-stop call that gets redirected did not reach the
+/// registry it was meant for.
+pub fn http_client() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| format!("cannot create the HTTP client: {}", error_chain(&e)))
+}
+
+async fn tcp(address: &str, limit: Instant, expired: Outcome) -> Outcome {
+    match tokio::time::timeout_at(limit, tokio::net::TcpStream::connect(address)).await {
+        Err(_) => expired,
+        Ok(Err(e)) => Outcome::Failed(format!("tcp {address}: {e}")),
+        Ok(Ok(_)) => Outcome::Succeeded,
+    }
+}
+
+/// reqwest's Display hides the cause ("error sending request"); the chain names it
+/// ("connection refused").
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,69 @@
+//! graceinit: a PID 1 for containers on Kubernetes.
+//!
+//! Where things happen: a signal enters in `supervisor` (signal-hook wakes its loop),
+//! `reaper` is the only `waitpid`, `hooks` runs hook actions, `supervisor::drain` fixes
+//! the drain's deadlines, and `sys` is the only module with `unsafe`.
+
+mod cli;
+mod commands;
+mod config;
+mod events;
+mod exit_code;
+mod hooks;
+mod logging;
+mod reaper;
+mod signals;
+mod supervisor;
+mod sys;
+
+use std::ffi::OsString;
+
+use cli::Invocation;
+
+fn main() {
+    std::process::exit(run());
+}
+
+fn run() -> i32 {
+    match cli::parse(std::env::args_os().collect()) {
+        Err(e) => {
+            let _ = e.print();
+            if e.use_stderr() { exit_code::USAGE } else { 0 }
+        }
+        Ok(Invocation::Supervise(args)) => supervise(args),
+        Ok(Invocation::Check(args)) => commands::check::run(&args),
+        Ok(Invocation::Sleep(args)) => commands::sleep::run(&args),
+        Ok(Invocation::Probe(args)) => commands::probe::run(&args),
+    }
+}
+
+fn supervise(args: cli::SuperviseArgs) -> i32 {
+    let overrides = args.overrides();
+    let settings = match &args.config {
+        Some(path) => match config::load(path, &overrides) {
+            Ok(settings) => settings,
+            Err(e) => {
+                eprintln!("graceinit: {e}");
+                return exit_code::USAGE;
+            }
+        },
+        None => config::defaults(&overrides),
+    };
+    logging::init(settings.log_level, settings.log_format);
+    for warning in &settings.warnings {
+        tracing::warn!("{warning}");
+    }
+    let command: Vec<OsString> = if args.command.is_empty() {
+        settings.command.iter().map(OsString::from).collect()
+    } else {
+        args.command
+    };
+    if command.is_empty() {
+        eprintln!("graceinit: no command to run: give one after `--`, or set [app] command in the config\n\n{}", cli::USAGE);
+        return exit_code::USAGE;
+    }
+    for part in settings.not_yet_active() {
+        tracing::warn!("{part} is configured but not active in graceinit {}", env!("CARGO_PKG_VERSION"));
+    }
+    supervisor::run(settings, command)
+}

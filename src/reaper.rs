@@ -1,0 +1,134 @@
+//! The one owner of `waitpid`.
+//!
+//! Every process graceinit starts (the app, exec hooks) is spawned through
+//! [`Reaper::spawn`], which registers its pid *while holding the table lock*, before
+//! [`Reaper::reap`] could possibly see it exit. `reap` is the only `waitpid` in the
+//! program: `waitpid(-1, WNOHANG)` until nothing is left, on every SIGCHLD (which
+//! coalesces, so one SIGCHLD may stand for thousands of exits). A registered pid's status
+//! goes to whoever waits for it; anything else is an orphan and is simply reaped. No
+//! other code waits on a child, so no status is ever stolen (tokio's and std's waiters
+//! would race with `waitpid(-1)` and get ECHILD).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::process::Command;
+use std::sync::Mutex;
+
+use libc::c_int;
+use nix::errno::Errno;
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+use tokio::sync::oneshot;
+
+use crate::signals::signal_name;
+use crate::sys::signals::InheritedSignals;
+use crate::sys::spawn::{SpawnOptions, spawn};
+
+/// How a process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitStatus {
+    Exited(i32),
+    Signaled(i32),
+}
+
+impl ExitStatus {
+    /// The shell's convention, which tini and dumb-init follow: the exit code, or 128+N
+    /// for death by signal N.
+    pub fn code(self) -> i32 {
+        match self {
+            ExitStatus::Exited(code) => code,
+            ExitStatus::Signaled(sig) => 128 + sig,
+        }
+    }
+
+    pub fn success(self) -> bool {
+        self == ExitStatus::Exited(0)
+    }
+}
+
+impl fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            ExitStatus::Exited(code) => write!(f, "exit code {code}"),
+            ExitStatus::Signaled(sig) => write!(f, "killed by {}", signal_name(sig)),
+        }
+    }
+}
+
+/// A process graceinit started, with the promise of its status.
+pub struct Spawned {
+    pub pid: Pid,
+    pub exit: oneshot::Receiver<ExitStatus>,
+}
+
+/// What `reap` found once nothing more could be reaped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Children {
+    /// Some children are still running.
+    Running,
+    /// graceinit has no children left at all.
+    None,
+}
+
+pub struct Reaper {
+    waiters: Mutex<HashMap<Pid, oneshot::Sender<ExitStatus>>>,
+    inherited: InheritedSignals,
+    caught: Vec<c_int>,
+    warn_on_orphan: bool,
+}
+
+impl Reaper {
+    pub fn new(inherited: InheritedSignals, caught: Vec<c_int>, warn_on_orphan: bool) -> Self {
+        Reaper {
+            waiters: Mutex::new(HashMap::new()),
+            inherited,
+            caught,
+            warn_on_orphan,
+        }
+    }
+
+    /// Spawns `cmd` in its own session with graceinit's inherited signal state and
+    /// registers it, so that its status is delivered on `Spawned::exit`.
+    pub fn spawn(&self, cmd: &mut Command, take_terminal: bool) -> io::Result<Spawned> {
+        let mut waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+        let options = SpawnOptions {
+            inherited: &self.inherited,
+            caught: &self.caught,
+            take_terminal,
+        };
+        let pid = spawn(cmd, options)?;
+        let (tx, exit) = oneshot::channel();
+        waiters.insert(pid, tx);
+        Ok(Spawned { pid, exit })
+    }
+
+    /// Reaps every child that has exited, delivering registered statuses.
+    pub fn reap(&self) -> Children {
+        loop {
+            let (pid, status) = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) => (pid, ExitStatus::Exited(code)),
+                Ok(WaitStatus::Signaled(pid, sig, _)) => (pid, ExitStatus::Signaled(sig as i32)),
+                Ok(WaitStatus::StillAlive) => return Children::Running,
+                // Stops and continues are not reported without WUNTRACED/WCONTINUED.
+                Ok(_) => continue,
+                Err(Errno::EINTR) => continue,
+                Err(_) => return Children::None, // ECHILD
+            };
+            let waiter = self
+                .waiters
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&pid);
+            match waiter {
+                // The receiver may be gone (a hook abandoned at its deadline): the
+                // process is reaped all the same.
+                Some(tx) => drop(tx.send(status)),
+                None if self.warn_on_orphan => {
+                    tracing::warn!(pid = pid.as_raw(), %status, "reaped zombie process")
+                }
+                None => tracing::debug!(pid = pid.as_raw(), %status, "reaped orphan"),
+            }
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! Starting a process with the signal state graceinit inherited, in a session of its own.
+
+use std::io;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+use libc::c_int;
+use nix::unistd::Pid;
+
+use super::signals::{BlockAll, InheritedSignals, sigaction_with};
+
+/// How the new process is set up between `fork` and `exec`.
+pub struct SpawnOptions<'a> {
+    pub inherited: &'a InheritedSignals,
+    /// Signals graceinit has handlers for; the child gets them back as inherited.
+    pub caught: &'a [c_int],
+    /// Make the terminal on stdin the new session's controlling terminal, so the app
+    /// owns the foreground process group (dumb-init's TIOCSCTTY rule).
+    pub take_terminal: bool,
+}
+
+/// Spawns `cmd` in a new session (so its process group id is its pid) and returns its
+/// pid. Nothing waits on it here: the caller registers the pid with the reaper.
+///
+/// Errors are those of `exec` (std reports them through a close-on-exec pipe), so
+/// ENOENT and EACCES reach the caller as the app's own failure.
+pub fn spawn(cmd: &mut Command, opts: SpawnOptions<'_>) -> io::Result<Pid> {
+    let resets: Vec<(c_int, libc::sigaction)> = opts
+        .caught
+        .iter()
+        .map(|&sig| {
+            let handler = if opts.inherited.was_ignored(sig) {
+                libc::SIG_IGN
+            } else {
+                libc::SIG_DFL
+            };
+            (sig, sigaction_with(handler))
+        })
+        .collect();
+    let mask = *opts.inherited.mask();
+    let take_terminal = opts.take_terminal;
+
+    // SAFETY: the closure runs in the child between fork and exec and makes only
+    // async-signal-safe calls (sigaction, setsid, ioctl, pthread_sigmask) on data
+    // prepared before the fork; it allocates nothing and takes no lock.
+    unsafe {
+        cmd.pre_exec(move || {
+            for (sig, action) in &resets {
+                libc::sigaction(*sig, action, std::ptr::null_mut());
+            }
+            if libc::setsid() < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if take_terminal {
+                // Fails harmlessly when the terminal is another session's (graceinit
+                // started from an interactive shell): the app then reads the terminal
+                // without owning it, and graceinit forwards the terminal's signals.
+                libc::ioctl(libc::STDIN_FILENO, libc::TIOCSCTTY, 0);
+            }
+            // Last, so a signal already pending for the child meets the dispositions
+            // above, exactly as it would after exec.
+            libc::pthread_sigmask(libc::SIG_SETMASK, &mask, std::ptr::null_mut());
+            Ok(())
+        });
+    }
+
+    // Blocked across fork: a handler of graceinit's running in the child before the
+    // resets above would write to graceinit's wake-up pipe.
+    let _blocked = BlockAll::new();
+    let child = cmd.spawn()?;
+    // Dropping `Child` neither waits nor kills: the reaper owns the status.
+    Ok(Pid::from_raw(child.id() as i32))
+}
