@@ -24,10 +24,15 @@ pub const USAGE: &str = "graceinit [OPTIONS] [--] CMD [ARGS...]\n       graceini
 const SUBCOMMANDS: &[&str] = &["check", "sleep", "probe"];
 
 pub fn parse(args: Vec<OsString>) -> Result<Invocation, clap::Error> {
-    let first = args.get(1).and_then(|a| a.to_str()).unwrap_or("").to_string();
+    let first = args
+        .get(1)
+        .and_then(|a| a.to_str())
+        .unwrap_or("")
+        .to_string();
     let first = first.as_str();
     if SUBCOMMANDS.contains(&first) {
-        let rest = std::iter::once(OsString::from(format!("graceinit {first}"))).chain(args.into_iter().skip(2));
+        let rest = std::iter::once(OsString::from(format!("graceinit {first}")))
+            .chain(args.into_iter().skip(2));
         return Ok(match first {
             "check" => Invocation::Check(CheckArgs::try_parse_from(rest)?),
             "sleep" => Invocation::Sleep(SleepArgs::try_parse_from(rest)?),
@@ -104,14 +109,22 @@ pub struct SuperviseArgs {
     pub log_format: Option<LogFormat>,
 
     /// The app and its arguments.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
     pub command: Vec<OsString>,
 }
 
 impl SuperviseArgs {
     pub fn overrides(&self) -> Overrides {
         Overrides {
-            signal_target: if self.single_child { Some(SignalTarget::Child) } else { self.signal_target },
+            signal_target: if self.single_child {
+                Some(SignalTarget::Child)
+            } else {
+                self.signal_target
+            },
             rewrite: self.rewrite.clone(),
             remap_exit: self.remap_exit.clone(),
             pdeathsig: self.pdeathsig,
@@ -167,7 +180,11 @@ pub struct QuietArgs {
 }
 
 fn parse_remap(text: &str) -> Result<(u8, u8), String> {
-    let code = |s: &str| s.trim().parse::<u8>().map_err(|_| format!("`{s}` is not an exit code from 0 to 255"));
+    let code = |s: &str| {
+        s.trim()
+            .parse::<u8>()
+            .map_err(|_| format!("`{s}` is not an exit code from 0 to 255"))
+    };
     match text.split_once(':') {
         Some((from, to)) => Ok((code(from)?, code(to)?)),
         None => Ok((code(text)?, 0)),
@@ -178,6 +195,8 @@ fn parse_log_format(text: &str) -> Result<LogFormat, String> {
     match text {
         "text" => Ok(LogFormat::Text),
         "json" => Ok(LogFormat::Json),
-        other => Err(format!("unknown log format `{other}`, expected `text` or `json`")),
+        other => Err(format!(
+            "unknown log format `{other}`, expected `text` or `json`"
+        )),
     }
 }

@@ -18,7 +18,10 @@ pub enum Reason {
 
 impl Reason {
     fn is_warning(self) -> bool {
-        matches!(self, Reason::FailedPostStartHook | Reason::FailedPreStopHook | Reason::Killing)
+        matches!(
+            self,
+            Reason::FailedPostStartHook | Reason::FailedPreStopHook | Reason::Killing
+        )
     }
 }
 
@@ -56,7 +59,11 @@ impl EventLog {
         if self.kept.len() == KEPT {
             self.kept.pop_front();
         }
-        self.kept.push_back(Event { at: SystemTime::now(), reason, message });
+        self.kept.push_back(Event {
+            at: SystemTime::now(),
+            reason,
+            message,
+        });
     }
 
     pub fn recent(&self) -> impl Iterator<Item = &Event> {

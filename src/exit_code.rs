@@ -50,7 +50,13 @@ mod tests {
 
     #[test]
     fn spawn_errors_follow_the_shell() {
-        assert_eq!(for_spawn_error(&io::Error::from(io::ErrorKind::NotFound)), 127);
-        assert_eq!(for_spawn_error(&io::Error::from(io::ErrorKind::PermissionDenied)), 126);
+        assert_eq!(
+            for_spawn_error(&io::Error::from(io::ErrorKind::NotFound)),
+            127
+        );
+        assert_eq!(
+            for_spawn_error(&io::Error::from(io::ErrorKind::PermissionDenied)),
+            126
+        );
     }
 }

@@ -59,11 +59,17 @@ fn supervise(args: cli::SuperviseArgs) -> i32 {
         args.command
     };
     if command.is_empty() {
-        eprintln!("graceinit: no command to run: give one after `--`, or set [app] command in the config\n\n{}", cli::USAGE);
+        eprintln!(
+            "graceinit: no command to run: give one after `--`, or set [app] command in the config\n\n{}",
+            cli::USAGE
+        );
         return exit_code::USAGE;
     }
     for part in settings.not_yet_active() {
-        tracing::warn!("{part} is configured but not active in graceinit {}", env!("CARGO_PKG_VERSION"));
+        tracing::warn!(
+            "{part} is configured but not active in graceinit {}",
+            env!("CARGO_PKG_VERSION")
+        );
     }
     supervisor::run(settings, command)
 }

@@ -47,7 +47,10 @@ pub fn parse_signal(text: &str) -> Result<c_int, String> {
         return if (1..=libc::SIGRTMAX()).contains(&number) {
             Ok(number)
         } else {
-            Err(format!("{number} is not a signal number (1..={})", libc::SIGRTMAX()))
+            Err(format!(
+                "{number} is not a signal number (1..={})",
+                libc::SIGRTMAX()
+            ))
         };
     }
     let upper = trimmed.to_ascii_uppercase();

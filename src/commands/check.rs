@@ -63,7 +63,8 @@ impl Budget {
                 fmt(hook_time),
             ));
         }
-        if settings.kill_leftovers_after > self.stop_timeout && !settings.hooks.pre_stop.is_empty() {
+        if settings.kill_leftovers_after > self.stop_timeout && !settings.hooks.pre_stop.is_empty()
+        {
             warnings.push(format!(
                 "kill_leftovers_after ({}) is longer than stop_timeout ({}): leftovers of a late app may be killed by the kubelet first",
                 fmt(settings.kill_leftovers_after),
@@ -76,7 +77,10 @@ impl Budget {
 
 fn describe(settings: &Settings, budget: &Budget) -> String {
     let mut out = String::new();
-    let path = settings.source.as_ref().map_or("<defaults>".into(), |p| p.display().to_string());
+    let path = settings
+        .source
+        .as_ref()
+        .map_or("<defaults>".into(), |p| p.display().to_string());
     let _ = writeln!(out, "{path}: ok\n");
     let _ = writeln!(out, "[app]");
     if settings.command.is_empty() {
@@ -84,14 +88,26 @@ fn describe(settings: &Settings, budget: &Budget) -> String {
     } else {
         let _ = writeln!(out, "  command              {:?}", settings.command);
     }
-    let _ = writeln!(out, "  stop_signal          {}", signal_name(settings.stop_signal));
+    let _ = writeln!(
+        out,
+        "  stop_signal          {}",
+        signal_name(settings.stop_signal)
+    );
     let _ = writeln!(out, "  stop_timeout         {}", fmt(settings.stop_timeout));
     let _ = writeln!(out, "  grace_period         {}", fmt(settings.grace_period));
-    let _ = writeln!(out, "  kill_leftovers_after {}", fmt(settings.kill_leftovers_after));
+    let _ = writeln!(
+        out,
+        "  kill_leftovers_after {}",
+        fmt(settings.kill_leftovers_after)
+    );
     let _ = writeln!(out, "  restart              {:?}", settings.restart);
     let _ = writeln!(out, "  signal_target        {}", settings.signal_target);
     let _ = writeln!(out, "[signals]");
-    let drain: Vec<String> = settings.drain_signals.iter().map(|&s| signal_name(s)).collect();
+    let drain: Vec<String> = settings
+        .drain_signals
+        .iter()
+        .map(|&s| signal_name(s))
+        .collect();
     let _ = writeln!(out, "  drain                {}", drain.join(", "));
     for (from, to) in settings.rewrite.rules() {
         let to = to.map_or("dropped".into(), signal_name);
@@ -101,7 +117,13 @@ fn describe(settings: &Settings, budget: &Budget) -> String {
         let _ = writeln!(out, "  remap_exit           {from} -> {to}");
     }
     let hooks = &settings.hooks;
-    for hook in hooks.post_start.iter().chain(&hooks.on_ready).chain(&hooks.pre_stop).chain(&hooks.post_stop) {
+    for hook in hooks
+        .post_start
+        .iter()
+        .chain(&hooks.on_ready)
+        .chain(&hooks.pre_stop)
+        .chain(&hooks.post_stop)
+    {
         let _ = writeln!(
             out,
             "[{}] {}  timeout {}  on_failure {}",
@@ -131,16 +153,44 @@ fn describe(settings: &Settings, budget: &Budget) -> String {
     }
     let _ = writeln!(out, "\ndrain budget (from SIGTERM):");
     for hook in &hooks.pre_stop {
-        let _ = writeln!(out, "  {:<22} {:>8}", format!("{}", hook.label()), fmt(hook.budget()));
+        let _ = writeln!(
+            out,
+            "  {:<22} {:>8}",
+            format!("{}", hook.label()),
+            fmt(hook.budget())
+        );
     }
-    let _ = writeln!(out, "  {:<22} {:>8}", "pre_stop hooks", fmt(budget.pre_stop));
-    let _ = writeln!(out, "  {:<22} {:>8}", "stop_timeout", fmt(budget.stop_timeout));
+    let _ = writeln!(
+        out,
+        "  {:<22} {:>8}",
+        "pre_stop hooks",
+        fmt(budget.pre_stop)
+    );
+    let _ = writeln!(
+        out,
+        "  {:<22} {:>8}",
+        "stop_timeout",
+        fmt(budget.stop_timeout)
+    );
     let _ = writeln!(out, "  {:<22} {:>8}", "total", fmt(budget.total()));
-    let _ = writeln!(out, "  {:<22} {:>8}", "grace_period", fmt(budget.grace_period));
+    let _ = writeln!(
+        out,
+        "  {:<22} {:>8}",
+        "grace_period",
+        fmt(budget.grace_period)
+    );
     if budget.total() <= budget.grace_period {
-        let _ = writeln!(out, "  fits, with {} to spare", fmt(budget.grace_period - budget.total()));
+        let _ = writeln!(
+            out,
+            "  fits, with {} to spare",
+            fmt(budget.grace_period - budget.total())
+        );
     } else {
-        let _ = writeln!(out, "  DOES NOT FIT by {}", fmt(budget.total() - budget.grace_period));
+        let _ = writeln!(
+            out,
+            "  DOES NOT FIT by {}",
+            fmt(budget.total() - budget.grace_period)
+        );
     }
     let _ = writeln!(
         out,

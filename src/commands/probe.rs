@@ -17,7 +17,10 @@ pub fn run(args: &ProbeArgs) -> i32 {
             return exit_code::USAGE;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("graceinit probe: cannot start: {e}");
@@ -58,7 +61,9 @@ impl Check {
         let url = reqwest::Url::parse(text).map_err(|e| format!("`{text}` is not a URL: {e}"))?;
         match url.scheme() {
             "http" | "https" => Ok(Check::Http(url)),
-            other => Err(format!("`{text}`: unsupported scheme `{other}` (expected http, https or tcp)")),
+            other => Err(format!(
+                "`{text}`: unsupported scheme `{other}` (expected http, https or tcp)"
+            )),
         }
     }
 
@@ -70,7 +75,11 @@ impl Check {
                     .map(|_| "connected".to_string())
                     .map_err(|e| e.to_string()),
                 Check::Http(url) => {
-                    let response = http_client()?.get(url).send().await.map_err(|e| error_chain(&e))?;
+                    let response = http_client()?
+                        .get(url)
+                        .send()
+                        .await
+                        .map_err(|e| error_chain(&e))?;
                     let status = response.status();
                     if status.is_success() || status.is_redirection() {
                         Ok(status.to_string())
@@ -82,6 +91,11 @@ impl Check {
         };
         tokio::time::timeout(timeout, attempt)
             .await
-            .unwrap_or_else(|_| Err(format!("no answer within {}", humantime::format_duration(timeout))))
+            .unwrap_or_else(|_| {
+                Err(format!(
+                    "no answer within {}",
+                    humantime::format_duration(timeout)
+                ))
+            })
     }
 }

@@ -76,7 +76,8 @@ impl Locator<'_> {
 
     /// Converts a TOML/serde error, rewording serde's "unknown field" into a suggestion.
     pub fn from_toml(&self, error: &toml::de::Error) -> ConfigError {
-        let message = suggest_known_key(error.message()).unwrap_or_else(|| error.message().to_string());
+        let message =
+            suggest_known_key(error.message()).unwrap_or_else(|| error.message().to_string());
         match error.span() {
             Some(span) => self.error(span, message),
             None => ConfigError {
@@ -107,7 +108,9 @@ fn suggest_known_key(message: &str) -> Option<String> {
         .collect::<Vec<_>>()
         .join(", ");
     Some(match nearest {
-        Some((_, key)) => format!("unknown key `{unknown}`, did you mean `{key}`? (known keys: {listing})"),
+        Some((_, key)) => {
+            format!("unknown key `{unknown}`, did you mean `{key}`? (known keys: {listing})")
+        }
         None => format!("unknown key `{unknown}` (known keys: {listing})"),
     })
 }
@@ -118,9 +121,13 @@ mod tests {
 
     #[test]
     fn suggests_the_nearest_key() {
-        let message = "unknown field `stop_timout`, expected one of `command`, `stop_signal`, `stop_timeout`";
+        let message =
+            "unknown field `stop_timout`, expected one of `command`, `stop_signal`, `stop_timeout`";
         let suggestion = suggest_known_key(message).unwrap();
-        assert!(suggestion.starts_with("unknown key `stop_timout`, did you mean `stop_timeout`?"), "{suggestion}");
+        assert!(
+            suggestion.starts_with("unknown key `stop_timout`, did you mean `stop_timeout`?"),
+            "{suggestion}"
+        );
     }
 
     #[test]
@@ -134,7 +141,10 @@ mod tests {
 
     #[test]
     fn positions_are_one_based() {
-        let locator = Locator { path: Path::new("c.toml"), source: "a = 1\nbb = 2\n" };
+        let locator = Locator {
+            path: Path::new("c.toml"),
+            source: "a = 1\nbb = 2\n",
+        };
         assert_eq!(locator.position(0), (1, 1));
         assert_eq!(locator.position(6), (2, 1));
         assert_eq!(locator.position(9), (2, 4));

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
 use toml::Spanned;
 
 use crate::signals::{SignalTarget, parse_signal};
@@ -185,7 +185,9 @@ pub struct DurationValue(pub Duration);
 impl<'de> Deserialize<'de> for DurationValue {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        parse_duration(&text).map(DurationValue).map_err(de::Error::custom)
+        parse_duration(&text)
+            .map(DurationValue)
+            .map_err(de::Error::custom)
     }
 }
 
@@ -201,7 +203,9 @@ pub struct SignalValue(pub libc::c_int);
 
 impl<'de> Deserialize<'de> for SignalValue {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(SignalVisitor { allow_zero: false }).map(|s| SignalValue(s.unwrap_or(0)))
+        deserializer
+            .deserialize_any(SignalVisitor { allow_zero: false })
+            .map(|s| SignalValue(s.unwrap_or(0)))
     }
 }
 
@@ -211,7 +215,9 @@ pub struct RewriteTarget(pub Option<libc::c_int>);
 
 impl<'de> Deserialize<'de> for RewriteTarget {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(SignalVisitor { allow_zero: true }).map(RewriteTarget)
+        deserializer
+            .deserialize_any(SignalVisitor { allow_zero: true })
+            .map(RewriteTarget)
     }
 }
 
@@ -241,7 +247,9 @@ impl Visitor<'_> for SignalVisitor {
         if self.allow_zero && number == 0 {
             return Ok(None);
         }
-        parse_signal(&number.to_string()).map(Some).map_err(E::custom)
+        parse_signal(&number.to_string())
+            .map(Some)
+            .map_err(E::custom)
     }
 }
 
@@ -279,7 +287,9 @@ pub struct TargetValue(pub SignalTarget);
 impl<'de> Deserialize<'de> for TargetValue {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        parse_target(&text).map(TargetValue).map_err(de::Error::custom)
+        parse_target(&text)
+            .map(TargetValue)
+            .map_err(de::Error::custom)
     }
 }
 
@@ -287,6 +297,8 @@ pub fn parse_target(text: &str) -> Result<SignalTarget, String> {
     match text {
         "group" => Ok(SignalTarget::Group),
         "child" => Ok(SignalTarget::Child),
-        other => Err(format!("unknown signal target `{other}`, expected `group` or `child`")),
+        other => Err(format!(
+            "unknown signal target `{other}`, expected `group` or `child`"
+        )),
     }
 }

@@ -208,7 +208,10 @@ impl Settings {
     /// Parts of the design this version parses and validates but does not run yet.
     pub fn not_yet_active(&self) -> Vec<&'static str> {
         let mut parts = Vec::new();
-        if self.probes.startup.is_some() || self.probes.liveness.is_some() || self.probes.readiness.is_some() {
+        if self.probes.startup.is_some()
+            || self.probes.liveness.is_some()
+            || self.probes.readiness.is_some()
+        {
             parts.push("[probes]");
         }
         if self.http.listen.is_some() {
@@ -233,7 +236,9 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Settings, ConfigError>
         message: format!("cannot read config file: {e}"),
         excerpt: None,
     })?;
-    resolve(Some((path, &source)), overrides, |name| std::env::var(name).ok())
+    resolve(Some((path, &source)), overrides, |name| {
+        std::env::var(name).ok()
+    })
 }
 
 /// No file: the defaults (a plain tini/dumb-init replacement) plus overrides.
@@ -305,7 +310,11 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
         texts.iter().map(|text| self.expand(text)).collect()
     }
 
-    fn settings(&mut self, file: ConfigFile, overrides: &Overrides) -> Result<Settings, ConfigError> {
+    fn settings(
+        &mut self,
+        file: ConfigFile,
+        overrides: &Overrides,
+    ) -> Result<Settings, ConfigError> {
         let app = file.app;
         let command = match &app.command {
             Some(argv) => self.expand_all(argv)?,
@@ -345,8 +354,12 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
         for &(from, to) in &overrides.rewrite {
             rewrite.set(from, to);
         }
-        let mut remap_exit: BTreeMap<u8, u8> =
-            file.signals.remap_exit.iter().map(|(from, to)| (from.0, to.0)).collect();
+        let mut remap_exit: BTreeMap<u8, u8> = file
+            .signals
+            .remap_exit
+            .iter()
+            .map(|(from, to)| (from.0, to.0))
+            .collect();
         remap_exit.extend(overrides.remap_exit.iter().copied());
 
         let hooks = Hooks {
@@ -361,11 +374,26 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
             readiness: self.probe(file.probes.readiness.as_ref())?,
         };
         let http = Http {
-            listen: file.http.listen.as_ref().map(|t| self.expand(t)).transpose()?,
+            listen: file
+                .http
+                .listen
+                .as_ref()
+                .map(|t| self.expand(t))
+                .transpose()?,
             prestop: file.http.prestop,
-            token: file.http.token.as_ref().map(|t| self.expand(t)).transpose()?,
+            token: file
+                .http
+                .token
+                .as_ref()
+                .map(|t| self.expand(t))
+                .transpose()?,
         };
-        let control_socket = file.control.socket.as_ref().map(|t| self.expand(t)).transpose()?;
+        let control_socket = file
+            .control
+            .socket
+            .as_ref()
+            .map(|t| self.expand(t))
+            .transpose()?;
 
         let log_level = match overrides.verbosity {
             0 => file.log.level.unwrap_or(LogLevel::Warn),
@@ -386,7 +414,9 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
             kill_leftovers_after: app
                 .kill_leftovers_after
                 .map_or(DEFAULT_KILL_LEFTOVERS_AFTER, |d| d.0),
-            restart: app.restart.map_or(RestartPolicy::Never, Spanned::into_inner),
+            restart: app
+                .restart
+                .map_or(RestartPolicy::Never, Spanned::into_inner),
             signal_target: overrides
                 .signal_target
                 .or(app.signal_target.map(|t| t.0))
@@ -410,7 +440,11 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
         })
     }
 
-    fn hooks(&mut self, phase: HookPhase, tables: &[Spanned<ActionTable>]) -> Result<Vec<Hook>, ConfigError> {
+    fn hooks(
+        &mut self,
+        phase: HookPhase,
+        tables: &[Spanned<ActionTable>],
+    ) -> Result<Vec<Hook>, ConfigError> {
         tables
             .iter()
             .enumerate()
@@ -420,17 +454,31 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
                 let probe_only = [
                     ("initial_delay", t.initial_delay.as_ref().map(Spanned::span)),
                     ("period", t.period.as_ref().map(Spanned::span)),
-                    ("success_threshold", t.success_threshold.as_ref().map(Spanned::span)),
-                    ("failure_threshold", t.failure_threshold.as_ref().map(Spanned::span)),
+                    (
+                        "success_threshold",
+                        t.success_threshold.as_ref().map(Spanned::span),
+                    ),
+                    (
+                        "failure_threshold",
+                        t.failure_threshold.as_ref().map(Spanned::span),
+                    ),
                 ];
                 if let Some((key, Some(at))) = probe_only.into_iter().find(|(_, s)| s.is_some()) {
-                    return Err(self.error(at, format!("`{key}` is a probe setting; hooks take `timeout` and `on_failure`")));
+                    return Err(self.error(
+                        at,
+                        format!(
+                            "`{key}` is a probe setting; hooks take `timeout` and `on_failure`"
+                        ),
+                    ));
                 }
                 Ok(Hook {
                     phase,
                     index: i + 1,
                     action: self.action(span, t, true)?,
-                    timeout: t.timeout.as_ref().map_or(DEFAULT_HOOK_TIMEOUT, |d| d.get_ref().0),
+                    timeout: t
+                        .timeout
+                        .as_ref()
+                        .map_or(DEFAULT_HOOK_TIMEOUT, |d| d.get_ref().0),
                     on_failure: t
                         .on_failure
                         .as_ref()
@@ -440,14 +488,22 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
             .collect()
     }
 
-    fn probe(&mut self, table: Option<&Spanned<ActionTable>>) -> Result<Option<Probe>, ConfigError> {
+    fn probe(
+        &mut self,
+        table: Option<&Spanned<ActionTable>>,
+    ) -> Result<Option<Probe>, ConfigError> {
         let Some(table) = table else { return Ok(None) };
         let t = table.get_ref();
         if let Some(on_failure) = &t.on_failure {
-            return Err(self.error(on_failure.span(), "`on_failure` is a hook setting; probes take `failure_threshold`"));
+            return Err(self.error(
+                on_failure.span(),
+                "`on_failure` is a hook setting; probes take `failure_threshold`",
+            ));
         }
         let threshold = |value: &Option<Spanned<u32>>, default: u32, this: &Self| match value {
-            Some(v) if *v.get_ref() == 0 => Err(this.error(v.span(), "a threshold must be at least 1")),
+            Some(v) if *v.get_ref() == 0 => {
+                Err(this.error(v.span(), "a threshold must be at least 1"))
+            }
             Some(v) => Ok(*v.get_ref()),
             None => Ok(default),
         };
@@ -464,7 +520,12 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
         }))
     }
 
-    fn action(&mut self, span: Range<usize>, t: &ActionTable, is_hook: bool) -> Result<Action, ConfigError> {
+    fn action(
+        &mut self,
+        span: Range<usize>,
+        t: &ActionTable,
+        is_hook: bool,
+    ) -> Result<Action, ConfigError> {
         let given: Vec<&str> = [
             t.exec.as_ref().map(|_| "exec"),
             t.http.as_ref().map(|_| "http"),
@@ -476,8 +537,18 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
         .collect();
         match given.as_slice() {
             [_] => {}
-            [] => return Err(self.error(span, "expected one action: `exec`, `http`, `tcp` or `sleep`")),
-            many => return Err(self.error(span, format!("one action per entry, found {}", many.join(" and ")))),
+            [] => {
+                return Err(self.error(
+                    span,
+                    "expected one action: `exec`, `http`, `tcp` or `sleep`",
+                ));
+            }
+            many => {
+                return Err(self.error(
+                    span,
+                    format!("one action per entry, found {}", many.join(" and ")),
+                ));
+            }
         }
         if t.exec.is_none() && (!t.env.is_empty() || t.workdir.is_some()) {
             return Err(self.error(span, "`env` and `workdir` apply only to `exec` actions"));
@@ -492,19 +563,28 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
                 .iter()
                 .map(|(k, v)| Ok((k.clone(), self.expand(v)?)))
                 .collect::<Result<_, ConfigError>>()?;
-            return Ok(Action::Exec { argv, env, workdir: t.workdir.clone() });
+            return Ok(Action::Exec {
+                argv,
+                env,
+                workdir: t.workdir.clone(),
+            });
         }
         if let Some(http) = &t.http {
             let url = self.expand(&http.url)?;
-            let parsed = reqwest::Url::parse(&url).map_err(|e| self.error(http.url.span(), format!("`{url}` is not a URL: {e}")))?;
+            let parsed = reqwest::Url::parse(&url)
+                .map_err(|e| self.error(http.url.span(), format!("`{url}` is not a URL: {e}")))?;
             if !matches!(parsed.scheme(), "http" | "https") {
-                return Err(self.error(http.url.span(), format!("`{url}`: only http:// and https:// URLs are supported")));
+                return Err(self.error(
+                    http.url.span(),
+                    format!("`{url}`: only http:// and https:// URLs are supported"),
+                ));
             }
             let method = match &http.method {
                 Some(m) => {
                     let upper = m.get_ref().to_ascii_uppercase();
                     if reqwest::Method::from_bytes(upper.as_bytes()).is_err() || upper.is_empty() {
-                        return Err(self.error(m.span(), format!("`{}` is not an HTTP method", m.get_ref())));
+                        return Err(self
+                            .error(m.span(), format!("`{}` is not an HTTP method", m.get_ref())));
                     }
                     upper
                 }
@@ -513,7 +593,10 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
             let expect_status = match &http.expect_status {
                 Some(list) => {
                     if let Some(bad) = list.get_ref().iter().find(|s| !(100..=599).contains(*s)) {
-                        return Err(self.error(list.span(), format!("{bad} is not an HTTP status (100..=599)")));
+                        return Err(self.error(
+                            list.span(),
+                            format!("{bad} is not an HTTP status (100..=599)"),
+                        ));
                     }
                     list.get_ref().clone()
                 }
@@ -525,11 +608,19 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
                 .map(|(k, v)| Ok((k.clone(), self.expand(v)?)))
                 .collect::<Result<_, ConfigError>>()?;
             let body = http.body.as_ref().map(|b| self.expand(b)).transpose()?;
-            return Ok(Action::Http(HttpRequest { method, url, headers, body, expect_status }));
+            return Ok(Action::Http(HttpRequest {
+                method,
+                url,
+                headers,
+                body,
+                expect_status,
+            }));
         }
         if let Some(address) = &t.tcp {
             let expanded = self.expand(address)?;
-            let port_ok = expanded.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+            let port_ok = expanded
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
             if !port_ok {
                 return Err(self.error(address.span(), format!("`{expanded}` is not host:port")));
             }
@@ -537,7 +628,10 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
         }
         let duration = t.sleep.expect("one action is present").0;
         if !is_hook {
-            return Err(self.error(span, "`sleep` is a hook action; probes take `exec`, `http` or `tcp`"));
+            return Err(self.error(
+                span,
+                "`sleep` is a hook action; probes take `exec`, `http` or `tcp`",
+            ));
         }
         Ok(Action::Sleep(duration))
     }

@@ -26,7 +26,9 @@ pub fn expand(
                 None => (reference, None),
             };
             if name.is_empty() || !name.chars().all(|c| c == '_' || c.is_ascii_alphanumeric()) {
-                return Err(format!("`${{{reference}}}` is not a variable reference (expected ${{NAME}} or ${{NAME:-default}})"));
+                return Err(format!(
+                    "`${{{reference}}}` is not a variable reference (expected ${{NAME}} or ${{NAME:-default}})"
+                ));
             }
             match (lookup(name), default) {
                 (Some(value), _) => out.push_str(&value),
@@ -57,15 +59,27 @@ mod tests {
 
     #[test]
     fn expands_set_defaulted_and_unset() {
-        assert_eq!(expand("id=${HOSTNAME}", env).unwrap(), ("id=web-0".into(), vec![]));
-        assert_eq!(expand("${PORT:-8080}", env).unwrap(), ("8080".into(), vec![]));
+        assert_eq!(
+            expand("id=${HOSTNAME}", env).unwrap(),
+            ("id=web-0".into(), vec![])
+        );
+        assert_eq!(
+            expand("${PORT:-8080}", env).unwrap(),
+            ("8080".into(), vec![])
+        );
         assert_eq!(expand("${EMPTY:-x}", env).unwrap(), ("".into(), vec![]));
-        assert_eq!(expand("a${NOPE}b", env).unwrap(), ("ab".into(), vec!["NOPE".into()]));
+        assert_eq!(
+            expand("a${NOPE}b", env).unwrap(),
+            ("ab".into(), vec!["NOPE".into()])
+        );
     }
 
     #[test]
     fn dollars_that_are_not_references_stay() {
-        assert_eq!(expand("cost $5 and $$HOME", env).unwrap().0, "cost $5 and $HOME");
+        assert_eq!(
+            expand("cost $5 and $$HOME", env).unwrap().0,
+            "cost $5 and $HOME"
+        );
         assert_eq!(expand("$${HOSTNAME}", env).unwrap().0, "${HOSTNAME}");
     }
 

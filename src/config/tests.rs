@@ -1,0 +1,239 @@
+//! Unit tests of parsing, validation and error positions.
+
+use std::path::Path;
+
+use super::*;
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "HOSTNAME" => Some("web-0".into()),
+        "GRACEINIT_TOKEN" => Some("secret".into()),
+        _ => None,
+    }
+}
+
+fn parse(source: &str) -> Result<Settings, ConfigError> {
+    resolve(
+        Some((Path::new("g.toml"), source)),
+        &Overrides::default(),
+        env,
+    )
+}
+
+fn error(source: &str) -> (usize, usize, String) {
+    let e = parse(source).expect_err("the config should be rejected");
+    (e.line, e.column, e.message)
+}
+
+/// DESIGN.md's "Configuration" example, verbatim.
+const DESIGN_EXAMPLE: &str = r#"
+[app]
+command = ["/app/server", "--port", "8080"]   # used when no CMD is given; CMD wins
+stop_signal = "SIGTERM"        # nginx: "SIGQUIT" (graceful), php-fpm: "SIGQUIT"
+stop_timeout = "10s"           # the app always gets this long between stop signal and SIGKILL
+grace_period = "30s"           # trigger -> SIGKILL; <= terminationGracePeriodSeconds
+kill_leftovers_after = "2s"    # after the app exits, SIGTERM -> SIGKILL for what remains
+restart = "never"              # never | on-failure | always
+signal_target = "group"        # group | child
+
+[signals]
+drain = ["SIGTERM", "SIGINT"]  # signals that start the drain (default: SIGTERM only)
+rewrite = { SIGWINCH = "SIGUSR1" }
+remap_exit = { 143 = 0 }       # app exit code -> graceinit exit code
+
+[http]
+listen = "127.0.0.1:9090"      # off unless set
+prestop = true                 # serve /prestop
+token = "${GRACEINIT_TOKEN}"   # required for /prestop on a non-loopback address
+
+[control]
+socket = "/run/graceinit.sock" # graceinit drain / status talk to this
+
+[log]
+level = "info"                 # or -v / -vv
+format = "text"                # text | json
+
+[[hooks.post_start]]
+exec = ["/bin/sh", "-c", "echo started > /tmp/message"]
+timeout = "30s"
+
+[[hooks.on_ready]]
+http = { method = "POST", url = "http://registry:8500/v1/agent/service/register", body = '{"Name":"web","ID":"${HOSTNAME}","Port":8080}' }
+
+[[hooks.pre_stop]]
+http = { method = "PUT", url = "http://eureka:8761/eureka/apps/WEB/${HOSTNAME}/status?value=OUT_OF_SERVICE", expect_status = [200] }
+timeout = "5s"
+
+[[hooks.pre_stop]]
+sleep = "10s"                  # let load balancers notice before the app stops accepting
+
+[[hooks.post_stop]]
+exec = ["/app/flush-metrics"]
+on_failure = "ignore"
+
+[probes.startup]
+tcp = "127.0.0.1:8080"
+period = "1s"
+failure_threshold = 30
+
+[probes.readiness]
+http = { url = "http://127.0.0.1:8080/health" }
+period = "2s"
+
+[probes.liveness]
+exec = ["/app/healthcheck"]
+period = "10s"
+failure_threshold = 3
+"#;
+
+#[test]
+fn the_design_example_resolves() {
+    let s = parse(DESIGN_EXAMPLE).unwrap();
+    assert_eq!(s.command, ["/app/server", "--port", "8080"]);
+    assert_eq!(s.stop_signal, libc::SIGTERM);
+    assert_eq!(s.stop_timeout, Duration::from_secs(10));
+    assert_eq!(s.grace_period, Duration::from_secs(30));
+    assert_eq!(s.drain_signals, [libc::SIGTERM, libc::SIGINT]);
+    assert_eq!(s.rewrite.apply(libc::SIGWINCH), Some(libc::SIGUSR1));
+    assert_eq!(s.remap_exit.get(&143), Some(&0));
+    assert_eq!(s.http.token.as_deref(), Some("secret"));
+    assert_eq!(s.log_level, LogLevel::Info);
+    assert_eq!(s.hooks.post_start.len(), 1);
+    assert_eq!(s.hooks.pre_stop.len(), 2);
+    assert_eq!(s.hooks.pre_stop[0].label(), "pre_stop#1");
+    assert_eq!(s.hooks.pre_stop[0].on_failure, OnFailure::Continue);
+    assert_eq!(s.hooks.post_start[0].on_failure, OnFailure::Fail);
+    assert_eq!(s.hooks.post_stop[0].on_failure, OnFailure::Ignore);
+    match &s.hooks.pre_stop[0].action {
+        Action::Http(request) => {
+            assert_eq!(request.method, "PUT");
+            assert_eq!(
+                request.url,
+                "http://eureka:8761/eureka/apps/WEB/web-0/status?value=OUT_OF_SERVICE"
+            );
+            assert!(request.accepts(200) && !request.accepts(204));
+        }
+        other => panic!("expected http, got {other:?}"),
+    }
+    match &s.hooks.on_ready[0].action {
+        Action::Http(request) => assert_eq!(
+            request.body.as_deref(),
+            Some(r#"{"Name":"web","ID":"web-0","Port":8080}"#)
+        ),
+        other => panic!("expected http, got {other:?}"),
+    }
+    assert_eq!(s.hooks.pre_stop[1].budget(), Duration::from_secs(10));
+    let startup = s.probes.startup.as_ref().unwrap();
+    assert_eq!(startup.failure_threshold, 30);
+    assert_eq!(startup.timeout, Duration::from_secs(1));
+    assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+}
+
+#[test]
+fn unknown_keys_name_their_position_and_nearest_key() {
+    let (line, column, message) = error("[app]\nstop_signal = \"SIGTERM\"\nstop_timout = \"5s\"\n");
+    assert_eq!((line, column), (3, 1));
+    assert!(message.contains("did you mean `stop_timeout`"), "{message}");
+    let (line, column, message) = error("[hooks]\n[[hooks.pre_stpo]]\nsleep = \"1s\"\n");
+    assert_eq!((line, column), (2, 9));
+    assert!(message.contains("did you mean `pre_stop`"), "{message}");
+}
+
+#[test]
+fn bad_values_name_their_position() {
+    let (line, column, message) = error("[app]\nstop_timeout = \"10 parsecs\"\n");
+    assert_eq!((line, column), (2, 16));
+    assert!(message.contains("not a duration"), "{message}");
+    let (line, column, message) = error("[app]\nstop_signal = \"SIGNOPE\"\n");
+    assert_eq!((line, column), (2, 15));
+    assert!(message.contains("unknown signal"), "{message}");
+    let (line, _, message) = error("[signals]\nremap_exit = { 300 = 0 }\n");
+    assert_eq!(line, 2);
+    assert!(message.contains("300"), "{message}");
+    let (line, column, message) = error("x = [\n");
+    assert_eq!((line, column), (1, 6));
+    assert!(message.contains("unclosed array"), "{message}");
+}
+
+#[test]
+fn each_hook_has_exactly_one_action() {
+    let (line, column, message) = error("[[hooks.pre_stop]]\nsleep = \"1s\"\nexec = [\"true\"]\n");
+    // A hook is located by its [[header]].
+    assert_eq!((line, column), (1, 1));
+    assert!(message.contains("one action per entry"), "{message}");
+    let (_, _, message) = error("[[hooks.pre_stop]]\ntimeout = \"1s\"\n");
+    assert!(message.contains("expected one action"), "{message}");
+    let (_, _, message) = error("[[hooks.pre_stop]]\nexec = []\n");
+    assert!(message.contains("at least the program"), "{message}");
+    let (_, _, message) = error("[[hooks.pre_stop]]\nsleep = \"1s\"\nperiod = \"1s\"\n");
+    assert!(message.contains("probe setting"), "{message}");
+    let (_, _, message) = error("[probes.readiness]\nsleep = \"1s\"\n");
+    assert!(message.contains("`sleep` is a hook action"), "{message}");
+}
+
+#[test]
+fn http_actions_are_checked() {
+    let (line, column, message) = error("[[hooks.pre_stop]]\nhttp = { url = \"not a url\" }\n");
+    assert_eq!((line, column), (2, 16));
+    assert!(message.contains("not a URL"), "{message}");
+    let (_, _, message) = error("[[hooks.pre_stop]]\nhttp = { url = \"ftp://x/\" }\n");
+    assert!(message.contains("only http"), "{message}");
+    let (_, _, message) =
+        error("[[hooks.pre_stop]]\nhttp = { url = \"http://x/\", expect_status = [99] }\n");
+    assert!(message.contains("99 is not an HTTP status"), "{message}");
+    let (_, _, message) = error("[[hooks.pre_stop]]\ntcp = \"localhost\"\n");
+    assert!(message.contains("not host:port"), "{message}");
+}
+
+#[test]
+fn stop_timeout_cannot_exceed_grace_period() {
+    let (line, _, message) = error("[app]\nstop_timeout = \"40s\"\ngrace_period = \"30s\"\n");
+    assert_eq!(line, 2);
+    assert!(message.contains("longer than grace_period"), "{message}");
+}
+
+#[test]
+fn unset_variables_warn_with_their_position() {
+    let s = parse("[[hooks.pre_stop]]\nexec = [\"echo\", \"${NOT_SET_ANYWHERE}\"]\n").unwrap();
+    assert_eq!(s.warnings.len(), 1);
+    assert!(
+        s.warnings[0].starts_with("g.toml:2:17: ${NOT_SET_ANYWHERE} is not set"),
+        "{}",
+        s.warnings[0]
+    );
+    match &s.hooks.pre_stop[0].action {
+        Action::Exec { argv, .. } => assert_eq!(argv, &["echo", ""]),
+        other => panic!("expected exec, got {other:?}"),
+    }
+}
+
+#[test]
+fn flags_override_the_file() {
+    let overrides = Overrides {
+        stop_signal: Some(libc::SIGQUIT),
+        grace_period: Some(Duration::from_secs(60)),
+        signal_target: Some(SignalTarget::Child),
+        remap_exit: vec![(143, 7)],
+        ..Overrides::default()
+    };
+    let source = "[app]\nstop_signal = \"SIGINT\"\ngrace_period = \"20s\"\n[signals]\nremap_exit = { 143 = 0 }\n";
+    let s = resolve(Some((Path::new("g.toml"), source)), &overrides, env).unwrap();
+    assert_eq!(s.stop_signal, libc::SIGQUIT);
+    assert_eq!(s.grace_period, Duration::from_secs(60));
+    assert_eq!(s.signal_target, SignalTarget::Child);
+    assert_eq!(s.remap_exit.get(&143), Some(&7));
+    // Child mode has no job-control rewrite (dumb-init only rewrites in setsid mode).
+    assert_eq!(s.rewrite.apply(libc::SIGTSTP), Some(libc::SIGTSTP));
+}
+
+#[test]
+fn defaults_are_a_plain_init() {
+    let s = defaults(&Overrides::default());
+    assert!(s.command.is_empty());
+    assert_eq!(s.drain_signals, [libc::SIGTERM]);
+    assert_eq!(s.grace_period, DEFAULT_GRACE_PERIOD);
+    assert_eq!(s.stop_timeout, DEFAULT_STOP_TIMEOUT);
+    assert_eq!(s.signal_target, SignalTarget::Group);
+    assert_eq!(s.rewrite.apply(libc::SIGTSTP), Some(libc::SIGSTOP));
+    assert!(s.not_yet_active().is_empty());
+}

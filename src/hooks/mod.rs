@@ -33,7 +33,9 @@ impl Outcome {
         match self {
             Outcome::Succeeded => "succeeded".into(),
             Outcome::Failed(reason) => reason.clone(),
-            Outcome::TimedOut(after) => format!("timed out after {}", humantime::format_duration(*after)),
+            Outcome::TimedOut(after) => {
+                format!("timed out after {}", humantime::format_duration(*after))
+            }
             Outcome::CutShort => "cut short at the drain deadline".into(),
         }
     }
@@ -55,7 +57,10 @@ pub struct Runner {
 
 impl Runner {
     pub fn new(reaper: Arc<Reaper>) -> Self {
-        Runner { reaper, http: OnceLock::new() }
+        Runner {
+            reaper,
+            http: OnceLock::new(),
+        }
     }
 
     /// Runs `hook` until it finishes, its timeout passes, or `deadline` (the drain's
@@ -68,21 +73,42 @@ impl Runner {
             Some(deadline) if deadline < own_limit => (deadline, true),
             _ => (own_limit, false),
         };
-        let expired = if cut_by_deadline { Outcome::CutShort } else { Outcome::TimedOut(hook.timeout) };
+        let expired = if cut_by_deadline {
+            Outcome::CutShort
+        } else {
+            Outcome::TimedOut(hook.timeout)
+        };
         tracing::info!(hook = %label, action = %hook.action, "running hook");
         let outcome = match &hook.action {
             Action::Sleep(duration) => {
                 let wake = started + *duration;
                 tokio::time::sleep_until(wake.min(limit)).await;
-                if wake <= limit || cut_by_deadline { Outcome::Succeeded } else { expired }
+                if wake <= limit || cut_by_deadline {
+                    Outcome::Succeeded
+                } else {
+                    expired
+                }
             }
             Action::Exec { argv, env, workdir } => {
-                exec::run(&self.reaper, &label, argv, env, workdir.as_deref(), limit, expired).await
+                exec::run(
+                    &self.reaper,
+                    &label,
+                    argv,
+                    env,
+                    workdir.as_deref(),
+                    limit,
+                    expired,
+                )
+                .await
             }
             Action::Http(request) => self.http(request, limit, expired).await,
             Action::Tcp(address) => tcp(address, limit, expired).await,
         };
-        let report = Report { label, outcome, took: started.elapsed() };
+        let report = Report {
+            label,
+            outcome,
+            took: started.elapsed(),
+        };
         tracing::info!(hook = %report.label, outcome = %report.outcome.describe(), took = ?report.took, "hook finished");
         report
     }
@@ -92,7 +118,8 @@ impl Runner {
             Ok(client) => client,
             Err(e) => return Outcome::Failed(e),
         };
-        let method = reqwest::Method::from_bytes(request.method.as_bytes()).unwrap_or(reqwest::Method::GET);
+        let method =
+            reqwest::Method::from_bytes(request.method.as_bytes()).unwrap_or(reqwest::Method::GET);
         let mut builder = client.request(method, &request.url);
         for (name, value) in &request.headers {
             builder = builder.header(name, value);
@@ -102,13 +129,21 @@ impl Runner {
         }
         match tokio::time::timeout_at(limit, builder.send()).await {
             Err(_) => expired,
-            Ok(Err(e)) => Outcome::Failed(format!("{} {}: {}", request.method, request.url, error_chain(&e))),
+            Ok(Err(e)) => Outcome::Failed(format!(
+                "{} {}: {}",
+                request.method,
+                request.url,
+                error_chain(&e)
+            )),
             Ok(Ok(response)) => {
                 let status = response.status().as_u16();
                 if request.accepts(status) {
                     Outcome::Succeeded
                 } else {
-                    Outcome::Failed(format!("{} {} answered {status}", request.method, request.url))
+                    Outcome::Failed(format!(
+                        "{} {} answered {status}",
+                        request.method, request.url
+                    ))
                 }
             }
         }

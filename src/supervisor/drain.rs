@@ -19,11 +19,22 @@ pub struct Deadlines {
 }
 
 impl Deadlines {
-    pub fn from_trigger(started_at: Instant, grace_period: Duration, stop_timeout: Duration) -> Self {
+    pub fn from_trigger(
+        started_at: Instant,
+        grace_period: Duration,
+        stop_timeout: Duration,
+    ) -> Self {
         let kill_at = started_at + grace_period;
         // Config validation keeps stop_timeout <= grace_period; saturate all the same.
-        let stop_by = kill_at.checked_sub(stop_timeout).unwrap_or(started_at).max(started_at);
-        Deadlines { started_at, stop_by, kill_at }
+        let stop_by = kill_at
+            .checked_sub(stop_timeout)
+            .unwrap_or(started_at)
+            .max(started_at);
+        Deadlines {
+            started_at,
+            stop_by,
+            kill_at,
+        }
     }
 }
 
@@ -84,9 +95,18 @@ mod tests {
 
     #[test]
     fn repeated_sigterm_is_ignored_other_drain_signals_escalate() {
-        assert_eq!(escalation(libc::SIGTERM, Stage::PreStop), Escalation::Ignore);
-        assert_eq!(escalation(libc::SIGINT, Stage::PreStop), Escalation::StopNow);
-        assert_eq!(escalation(libc::SIGINT, Stage::Stopping), Escalation::KillNow);
+        assert_eq!(
+            escalation(libc::SIGTERM, Stage::PreStop),
+            Escalation::Ignore
+        );
+        assert_eq!(
+            escalation(libc::SIGINT, Stage::PreStop),
+            Escalation::StopNow
+        );
+        assert_eq!(
+            escalation(libc::SIGINT, Stage::Stopping),
+            Escalation::KillNow
+        );
         assert_eq!(escalation(libc::SIGINT, Stage::Killed), Escalation::Ignore);
     }
 }

@@ -44,13 +44,20 @@ pub fn run(settings: Settings, command: Vec<OsString>) -> i32 {
     let pid1 = sys::process::is_pid1();
     if !pid1 {
         match sys::process::become_subreaper() {
-            Ok(()) => tracing::debug!("not PID 1: registered as a child subreaper, orphans come to graceinit"),
-            Err(e) => tracing::warn!("not PID 1 and cannot become a child subreaper ({e}): orphans will not be reaped"),
+            Ok(()) => tracing::debug!(
+                "not PID 1: registered as a child subreaper, orphans come to graceinit"
+            ),
+            Err(e) => tracing::warn!(
+                "not PID 1 and cannot become a child subreaper ({e}): orphans will not be reaped"
+            ),
         }
     }
     if let Some(sig) = settings.pdeathsig {
         if let Err(e) = sys::process::set_parent_death_signal(sig) {
-            tracing::warn!("cannot set the parent-death signal {}: {e}", signal_name(sig));
+            tracing::warn!(
+                "cannot set the parent-death signal {}: {e}",
+                signal_name(sig)
+            );
         }
     }
     let take_terminal = sys::process::stdin_is_terminal();
@@ -59,7 +66,10 @@ pub fn run(settings: Settings, command: Vec<OsString>) -> i32 {
         tracing::debug!(released, "stdin is a terminal: the app's session takes it");
     }
 
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             tracing::error!("cannot start the event loop: {e}");
@@ -67,7 +77,11 @@ pub fn run(settings: Settings, command: Vec<OsString>) -> i32 {
         }
     };
     let caught = sys::signals::caught();
-    let reaper = Arc::new(Reaper::new(inherited, caught.clone(), settings.warn_on_reap));
+    let reaper = Arc::new(Reaper::new(
+        inherited,
+        caught.clone(),
+        settings.warn_on_reap,
+    ));
     runtime.block_on(async move {
         // Handlers go in before the app starts, so no signal between the two is lost.
         let signals = match Signals::new(&caught) {
@@ -173,7 +187,10 @@ impl Supervisor {
     }
 
     /// The event loop, until the app exits.
-    async fn supervise(&mut self, mut app_exit: tokio::sync::oneshot::Receiver<ExitStatus>) -> ExitStatus {
+    async fn supervise(
+        &mut self,
+        mut app_exit: tokio::sync::oneshot::Receiver<ExitStatus>,
+    ) -> ExitStatus {
         loop {
             let deadline = self.next_deadline();
             tokio::select! {
@@ -215,7 +232,9 @@ impl Supervisor {
             SignalTarget::Child => sys::process::signal_process(self.app, sent),
         };
         match result {
-            Ok(()) => tracing::debug!(target = %self.settings.signal_target, "forwarded {} as {}", signal_name(sig), signal_name(sent)),
+            Ok(()) => {
+                tracing::debug!(target = %self.settings.signal_target, "forwarded {} as {}", signal_name(sig), signal_name(sent))
+            }
             Err(e) => tracing::warn!("cannot forward {} to the app: {e}", signal_name(sent)),
         }
     }
@@ -226,9 +245,15 @@ impl Supervisor {
             return;
         };
         match escalation(sig, shutdown.stage) {
-            Escalation::Ignore => tracing::info!("{} during the drain: the drain is already under way", signal_name(sig)),
+            Escalation::Ignore => tracing::info!(
+                "{} during the drain: the drain is already under way",
+                signal_name(sig)
+            ),
             Escalation::StopNow => {
-                tracing::warn!("{} again: skipping the remaining pre_stop hooks", signal_name(sig));
+                tracing::warn!(
+                    "{} again: skipping the remaining pre_stop hooks",
+                    signal_name(sig)
+                );
                 self.send_stop_signal(true);
             }
             Escalation::KillNow => {
@@ -241,7 +266,11 @@ impl Supervisor {
     /// The drain, started once: readiness off, pre_stop hooks in order, the stop signal
     /// at `stop_by` at the latest, SIGKILL at `kill_at`.
     fn begin_drain(&mut self, sig: c_int) {
-        let deadlines = Deadlines::from_trigger(Instant::now(), self.settings.grace_period, self.settings.stop_timeout);
+        let deadlines = Deadlines::from_trigger(
+            Instant::now(),
+            self.settings.grace_period,
+            self.settings.stop_timeout,
+        );
         self.phase = Phase::Draining;
         self.ready = false;
         let hooks = self.settings.hooks.pre_stop.clone();
@@ -255,8 +284,14 @@ impl Supervisor {
                 deadlines.kill_at - deadlines.started_at,
             ),
         );
-        let pre_stop = (!hooks.is_empty()).then(|| self.spawn_hooks(HookPhase::PreStop, hooks, Some(deadlines.stop_by)));
-        self.shutdown = Some(Shutdown { cause: Cause::DrainSignal(sig), deadlines, stage: Stage::PreStop, pre_stop });
+        let pre_stop = (!hooks.is_empty())
+            .then(|| self.spawn_hooks(HookPhase::PreStop, hooks, Some(deadlines.stop_by)));
+        self.shutdown = Some(Shutdown {
+            cause: Cause::DrainSignal(sig),
+            deadlines,
+            stage: Stage::PreStop,
+            pre_stop,
+        });
         if self.shutdown.as_ref().is_some_and(|s| s.pre_stop.is_none()) {
             self.send_stop_signal(false);
         }
@@ -265,7 +300,9 @@ impl Supervisor {
     /// Moves the drain to its stop stage; `skip_hooks` aborts pre_stop hooks still
     /// running (their process groups die with them).
     fn send_stop_signal(&mut self, skip_hooks: bool) {
-        let Some(shutdown) = &mut self.shutdown else { return };
+        let Some(shutdown) = &mut self.shutdown else {
+            return;
+        };
         if shutdown.stage != Stage::PreStop {
             return;
         }
@@ -276,7 +313,10 @@ impl Supervisor {
             }
         }
         let stop_signal = self.settings.stop_signal;
-        tracing::info!("sending the stop signal {} to the app", signal_name(stop_signal));
+        tracing::info!(
+            "sending the stop signal {} to the app",
+            signal_name(stop_signal)
+        );
         self.forward(stop_signal);
     }
 
@@ -284,7 +324,13 @@ impl Supervisor {
         if let Some(shutdown) = &mut self.shutdown {
             shutdown.stage = Stage::Killed;
         }
-        self.events.record(Reason::Killing, format!("sending SIGKILL to the app (pid {}) and its process group", self.app));
+        self.events.record(
+            Reason::Killing,
+            format!(
+                "sending SIGKILL to the app (pid {}) and its process group",
+                self.app
+            ),
+        );
         if let Err(e) = sys::process::signal_group(self.app, libc::SIGKILL) {
             tracing::warn!("cannot SIGKILL the app's process group: {e}");
         }
@@ -301,10 +347,14 @@ impl Supervisor {
     }
 
     fn on_deadline(&mut self) {
-        let Some(shutdown) = &self.shutdown else { return };
+        let Some(shutdown) = &self.shutdown else {
+            return;
+        };
         match shutdown.stage {
             Stage::PreStop => {
-                tracing::warn!("pre_stop hooks still running at the stop deadline: sending the stop signal now");
+                tracing::warn!(
+                    "pre_stop hooks still running at the stop deadline: sending the stop signal now"
+                );
                 // The hooks are cut at this same deadline by their runner and still report.
                 self.send_stop_signal(false);
             }
@@ -331,7 +381,11 @@ impl Supervisor {
                 let now = Instant::now();
                 self.shutdown = Some(Shutdown {
                     cause: Cause::FailedPostStart,
-                    deadlines: Deadlines::from_trigger(now, self.settings.stop_timeout, self.settings.stop_timeout),
+                    deadlines: Deadlines::from_trigger(
+                        now,
+                        self.settings.stop_timeout,
+                        self.settings.stop_timeout,
+                    ),
                     stage: Stage::PreStop,
                     pre_stop: None,
                 });
@@ -357,7 +411,12 @@ impl Supervisor {
 
     /// Runs `hooks` in order on a task of their own; each report, then the phase's end,
     /// comes back as a message.
-    fn spawn_hooks(&self, phase: HookPhase, hooks: Vec<Hook>, deadline: Option<Instant>) -> JoinHandle<()> {
+    fn spawn_hooks(
+        &self,
+        phase: HookPhase,
+        hooks: Vec<Hook>,
+        deadline: Option<Instant>,
+    ) -> JoinHandle<()> {
         let runner = self.runner.clone();
         let sender = self.sender.clone();
         tokio::spawn(async move {
@@ -379,8 +438,14 @@ impl Supervisor {
     /// and decide the exit code.
     async fn finish(&mut self, status: ExitStatus) -> i32 {
         if self.phase == Phase::Draining {
-            let took = self.shutdown.as_ref().map_or(Default::default(), |s| s.deadlines.started_at.elapsed());
-            self.events.record(Reason::DrainFinished, format!("the app exited ({status}) {took:.3?} after the trigger"));
+            let took = self
+                .shutdown
+                .as_ref()
+                .map_or(Default::default(), |s| s.deadlines.started_at.elapsed());
+            self.events.record(
+                Reason::DrainFinished,
+                format!("the app exited ({status}) {took:.3?} after the trigger"),
+            );
         } else {
             tracing::info!("the app exited ({status})");
         }
@@ -390,7 +455,11 @@ impl Supervisor {
                 self.on_report(phase, on_failure, report);
             }
         }
-        for task in self.tasks.drain(..).chain(self.shutdown.as_mut().and_then(|s| s.pre_stop.take())) {
+        for task in self
+            .tasks
+            .drain(..)
+            .chain(self.shutdown.as_mut().and_then(|s| s.pre_stop.take()))
+        {
             task.abort();
         }
         self.kill_leftovers().await;
@@ -438,7 +507,9 @@ impl Supervisor {
         tracing::warn!("processes left by the app outlived SIGTERM: sending SIGKILL");
         self.signal_leftovers(libc::SIGKILL);
         if !self.all_reaped_by(Instant::now() + AFTER_SIGKILL).await {
-            tracing::warn!("processes survived SIGKILL for {AFTER_SIGKILL:?} (uninterruptible sleep?); exiting anyway");
+            tracing::warn!(
+                "processes survived SIGKILL for {AFTER_SIGKILL:?} (uninterruptible sleep?); exiting anyway"
+            );
         }
     }
 

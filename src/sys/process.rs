@@ -1,8 +1,8 @@
 //! Process-wide settings and signalling: subreaper, parent-death signal, terminal,
 //! sending signals.
 
-use nix::errno::Errno;
 use libc::c_int;
+use nix::errno::Errno;
 use nix::sys::signal::{self, Signal};
 
 use nix::unistd::Pid;
