@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs everything graceinit's build, tests and benchmark need on a fresh Debian 12
+# machine with rustup: idempotent, safe to run again. Needs root (or sudo) for apt-get.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+
+packages=(
+  musl-tools      # musl-gcc: the static release build compiles ring's C with it
+  util-linux      # unshare: PID-namespace tests
+  bsdutils        # script: the TTY test
+  procps          # ps, pgrep
+  file            # the container test checks the binary is static
+  tini dumb-init hyperfine   # the side-by-side benchmark
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# podman for the container test, configured for machines like these (see ci/podman-setup.sh).
+bash ci/podman-setup.sh
+
+rustup component add rustfmt clippy >/dev/null 2>&1 || rustup component add rustfmt clippy
+rustup target add x86_64-unknown-linux-musl >/dev/null 2>&1 || rustup target add x86_64-unknown-linux-musl
+echo "setup: done"
