@@ -32,6 +32,7 @@ impl fmt::Display for Reason {
 }
 
 #[derive(Clone, Debug)]
+#[allow(dead_code, reason = "read by /status (DESIGN: Endpoints)")]
 pub struct Event {
     pub at: SystemTime,
     pub reason: Reason,
@@ -66,7 +67,26 @@ impl EventLog {
         });
     }
 
+    #[allow(dead_code, reason = "read by /status (DESIGN: Endpoints)")]
     pub fn recent(&self) -> impl Iterator<Item = &Event> {
         self.kept.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_the_last_hundred_in_order() {
+        let mut log = EventLog::default();
+        for i in 0..150 {
+            log.record(Reason::Started, format!("event {i}"));
+        }
+        let kept: Vec<&str> = log.recent().map(|e| e.message.as_str()).collect();
+        assert_eq!(kept.len(), 100);
+        assert_eq!(kept[0], "event 50");
+        assert_eq!(kept[99], "event 149");
+        assert!(log.recent().all(|e| e.reason == Reason::Started));
     }
 }

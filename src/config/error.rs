@@ -75,7 +75,7 @@ impl Locator<'_> {
     }
 
     /// Converts a TOML/serde error, rewording serde's "unknown field" into a suggestion.
-    pub fn from_toml(&self, error: &toml::de::Error) -> ConfigError {
+    pub fn toml_error(&self, error: &toml::de::Error) -> ConfigError {
         let message =
             suggest_known_key(error.message()).unwrap_or_else(|| error.message().to_string());
         match error.span() {

@@ -197,7 +197,9 @@ pub struct Probe {
     pub failure_threshold: u32,
 }
 
+/// The endpoints' settings; validated now, served by the HTTP module (DESIGN: Endpoints).
 #[derive(Debug, Clone, Default)]
+#[allow(dead_code, reason = "read once the endpoints are served")]
 pub struct Http {
     pub listen: Option<String>,
     pub prestop: bool,
@@ -255,7 +257,7 @@ fn resolve(
     let (parsed, locator) = match file {
         Some((path, source)) => {
             let locator = Locator { path, source };
-            let parsed: ConfigFile = toml::from_str(source).map_err(|e| locator.from_toml(&e))?;
+            let parsed: ConfigFile = toml::from_str(source).map_err(|e| locator.toml_error(&e))?;
             (parsed, Some(locator))
         }
         None => (ConfigFile::default(), None),

@@ -251,13 +251,16 @@ impl Supervisor {
             ),
             Escalation::StopNow => {
                 tracing::warn!(
-                    "{} again: skipping the remaining pre_stop hooks",
+                    "{} during the drain: skipping the remaining pre_stop hooks",
                     signal_name(sig)
                 );
                 self.send_stop_signal(true);
             }
             Escalation::KillNow => {
-                tracing::warn!("{} again: killing the app now", signal_name(sig));
+                tracing::warn!(
+                    "{} during the drain, after the stop signal: killing the app now",
+                    signal_name(sig)
+                );
                 self.kill_app();
             }
         }
