@@ -194,12 +194,13 @@ impl Supervisor {
         loop {
             let deadline = self.next_deadline();
             tokio::select! {
+                // The app's exit first: a storm of SIGCHLD from orphans must not delay it.
                 biased;
-                Some(sig) = self.signals.next() => self.on_signal(sig),
                 status = &mut app_exit => {
                     // The sender lives in the reaper's table until the app is reaped.
                     return status.unwrap_or(ExitStatus::Exited(exit_code::FAILURE));
                 }
+                Some(sig) = self.signals.next() => self.on_signal(sig),
                 Some(message) = self.messages.recv() => self.on_message(message),
                 _ = sleep_until_some(deadline) => self.on_deadline(),
             }
