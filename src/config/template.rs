@@ -1,5 +1,6 @@
 //! `${VAR}` and `${VAR:-default}` expansion from graceinit's environment, never through a
-//! shell. `$$` is a literal `$`; any other `$` is left as it is.
+//! shell. `$${` is a literal `${`; every other `$` is left as it is, so a shell script in
+//! an argv keeps its `$$` and `$1`.
 
 /// The expanded text, plus the names of variables that were unset and had no default
 /// (they expand to the empty string, as in a shell, and are reported as warnings).
@@ -13,8 +14,8 @@ pub fn expand(
     while let Some(dollar) = rest.find('$') {
         out.push_str(&rest[..dollar]);
         let after = &rest[dollar + 1..];
-        if let Some(tail) = after.strip_prefix('$') {
-            out.push('$');
+        if let Some(tail) = after.strip_prefix("${") {
+            out.push_str("${");
             rest = tail;
         } else if let Some(inner) = after.strip_prefix('{') {
             let close = inner
@@ -76,11 +77,13 @@ mod tests {
 
     #[test]
     fn dollars_that_are_not_references_stay() {
+        let text = "cost $5, pid $$, $HOME";
+        assert_eq!(expand(text, env).unwrap().0, text);
+        assert_eq!(expand("$$$", env).unwrap().0, "$$$");
         assert_eq!(
-            expand("cost $5 and $$HOME", env).unwrap().0,
-            "cost $5 and $HOME"
+            expand("$${HOSTNAME} is ${HOSTNAME}", env).unwrap().0,
+            "${HOSTNAME} is web-0"
         );
-        assert_eq!(expand("$${HOSTNAME}", env).unwrap().0, "${HOSTNAME}");
     }
 
     #[test]
