@@ -1,0 +1,963 @@
+//! The lifecycle, end to end: the real graceinit binary, real apps (`sh` scripts), real
+//! signals, real time, and a real HTTP server on loopback standing in for a service
+//! registry. Config file, hooks, and the drain with its deadlines (DESIGN.md "The
+//! lifecycle", "Hooks and probes", "Configuration"), plus every shipped example.
+//!
+//! graceinit runs as a plain child of the test (not PID 1, so a child subreaper). Times
+//! compared across processes are wall-clock nanoseconds: the server's `SystemTime`
+//! stamps and the scripts' `date +%s%N`. Tests that run graceinit hold `LOCK`, so the
+//! deadlines they measure are not disturbed by each other on a 2-core machine.
+
+mod lifecycle_support;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::thread;
+use std::time::Duration;
+
+use lifecycle_support::{
+    GRACEINIT, Graceinit, RecordingServer, TempDir, closed_port, crate_dir, hook_lines,
+    process_exists, run, secs, stamped_lines, wait_until,
+};
+
+static LOCK: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+const SECOND: i128 = 1_000_000_000;
+
+/// An app that writes `app_term <ns>` to `events` when it gets SIGTERM, then exits with
+/// `code`. It touches `ready` once its trap is in place. `sleep & wait` lets the trap
+/// run at once instead of after the current sleep.
+fn app_recording_term(dir: &TempDir, code: i32) -> String {
+    format!(
+        "trap 'echo \"app_term $(date +%s%N)\" >> {events}; exit {code}' TERM; touch {ready}; \
+         while :; do sleep 0.05 & wait $!; done",
+        events = dir.str("events"),
+        ready = dir.str("ready"),
+    )
+}
+
+/// An app on which SIGTERM has no effect at all: the shell ignores it, and its `sleep`
+/// children inherit the ignored disposition.
+fn app_ignoring_term(dir: &TempDir) -> String {
+    format!(
+        "trap '' TERM; touch {}; while :; do sleep 0.1; done",
+        dir.str("ready")
+    )
+}
+
+fn wait_for_ready(dir: &TempDir) {
+    wait_until("the app to be ready", Duration::from_secs(10), || {
+        dir.path("ready").exists()
+    });
+}
+
+fn position(haystack: &str, needle: &str) -> usize {
+    haystack
+        .find(needle)
+        .unwrap_or_else(|| panic!("{needle:?} not found in:\n{haystack}"))
+}
+
+/// The stderr lines that contain `needle`.
+fn lines_with<'a>(text: &'a str, needle: &str) -> Vec<&'a str> {
+    text.lines().filter(|l| l.contains(needle)).collect()
+}
+
+// 1. The whole drain, in order: deregister, wait, stop the app, post_stop, exit.
+#[test]
+fn drain_runs_pre_stop_hooks_in_order_then_stops_the_app_then_post_stop() {
+    let _serial = serial();
+    let dir = TempDir::new("order");
+    let registry = RecordingServer::start();
+    let config = dir.write(
+        "graceinit.toml",
+        &format!(
+            r#"
+[[hooks.pre_stop]]
+http = {{ method = "PUT", url = "{url}", expect_status = [200] }}
+timeout = "5s"
+
+[[hooks.pre_stop]]
+sleep = "1s"
+
+[[hooks.post_stop]]
+exec = ["sh", "-c", "echo \"post_stop $(date +%s%N)\" >> {events}"]
+"#,
+            url = registry.url("/eureka/apps/WEB/web-0/status?value=OUT_OF_SERVICE"),
+            events = dir.str("events"),
+        ),
+    );
+    let app = app_recording_term(&dir, 0);
+    let mut graceinit = Graceinit::start(
+        &["--config", config.to_str().unwrap(), "--", "sh", "-c", &app],
+        &[],
+    );
+    wait_for_ready(&dir);
+
+    let sigterm_at = graceinit.signal(libc::SIGTERM);
+    let exit = graceinit.wait(Duration::from_secs(15));
+    let stderr = graceinit.stderr();
+    assert_eq!(
+        exit.code, 0,
+        "the app exited 0 on SIGTERM; stderr:\n{stderr}"
+    );
+
+    let requests = registry.requests();
+    assert_eq!(
+        requests.len(),
+        1,
+        "exactly one deregister call: {requests:?}"
+    );
+    let deregister = &requests[0];
+    assert_eq!(deregister.method, "PUT");
+    assert_eq!(
+        deregister.target,
+        "/eureka/apps/WEB/web-0/status?value=OUT_OF_SERVICE"
+    );
+
+    let events = stamped_lines(&dir.read("events"));
+    let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        ["app_term", "post_stop"],
+        "the app got TERM once, then post_stop ran once"
+    );
+    let (term_at, post_stop_at) = (events[0].1, events[1].1);
+
+    assert!(
+        deregister.at_ns >= sigterm_at,
+        "the deregister call came after the SIGTERM"
+    );
+    let waited = term_at - deregister.at_ns;
+    assert!(
+        (SECOND * 95 / 100..3 * SECOND).contains(&waited),
+        "the app got TERM {:.3}s after the deregister call; the 1s pre_stop sleep lies between",
+        secs(waited)
+    );
+    assert!(
+        post_stop_at >= term_at,
+        "post_stop ran after the app got TERM"
+    );
+    assert!(
+        position(&stderr, "DrainStarted") < position(&stderr, "DrainFinished"),
+        "DrainStarted is logged before DrainFinished:\n{stderr}"
+    );
+}
+
+// 2. A hanging pre_stop hook is cut at its own timeout, and its whole process group dies.
+#[test]
+fn hanging_pre_stop_hook_is_killed_at_its_timeout() {
+    let _serial = serial();
+    let dir = TempDir::new("hang");
+    // The hook is a shell with a child; both hang.
+    let config = dir.write(
+        "graceinit.toml",
+        &format!(
+            r#"
+[[hooks.pre_stop]]
+exec = ["sh", "-c", "echo $$ > {hook}; sleep 1000 & echo $! > {child}; wait"]
+timeout = "1s"
+"#,
+            hook = dir.str("hook.pid"),
+            child = dir.str("child.pid"),
+        ),
+    );
+    // The app takes 1s to stop after its TERM, so the hook's fate can be checked while
+    // graceinit still runs (afterwards its leftover cleanup would hide a survivor).
+    let app = format!(
+        "trap 'echo \"app_term $(date +%s%N)\" >> {events}; sleep 1; exit 0' TERM; touch {ready}; \
+         while :; do sleep 0.05 & wait $!; done",
+        events = dir.str("events"),
+        ready = dir.str("ready"),
+    );
+    let mut graceinit = Graceinit::start(
+        &["--config", config.to_str().unwrap(), "--", "sh", "-c", &app],
+        &[],
+    );
+    wait_for_ready(&dir);
+
+    let sigterm_at = graceinit.signal(libc::SIGTERM);
+    wait_until("the hook to start", Duration::from_secs(1), || {
+        dir.read("child.pid").ends_with('\n')
+    });
+    let hook_pid: i32 = dir
+        .read("hook.pid")
+        .trim()
+        .parse()
+        .expect("the hook wrote its pid");
+    let child_pid: i32 = dir
+        .read("child.pid")
+        .trim()
+        .parse()
+        .expect("the hook wrote its child's pid");
+    wait_until("the app's TERM", Duration::from_secs(5), || {
+        !dir.read("events").is_empty()
+    });
+    wait_until(
+        "the hook's processes to be gone",
+        Duration::from_millis(500),
+        || !process_exists(hook_pid) && !process_exists(child_pid),
+    );
+    assert!(graceinit.running(), "the app is still stopping");
+    let exit = graceinit.wait(Duration::from_secs(15));
+    let stderr = graceinit.stderr();
+    assert_eq!(exit.code, 0, "stderr:\n{stderr}");
+
+    let events = stamped_lines(&dir.read("events"));
+    assert_eq!(events.len(), 1, "the app got TERM exactly once: {events:?}");
+    let after = events[0].1 - sigterm_at;
+    assert!(
+        (SECOND * 8 / 10..3 * SECOND).contains(&after),
+        "the app got TERM {:.3}s after the trigger; the hook's timeout is 1s",
+        secs(after)
+    );
+
+    let failures = lines_with(&stderr, "FailedPreStopHook");
+    assert_eq!(failures.len(), 1, "one FailedPreStopHook event:\n{stderr}");
+    assert!(
+        failures[0].contains("pre_stop#1") && failures[0].contains("timed out"),
+        "the event names the hook and the timeout: {}",
+        failures[0]
+    );
+    assert!(
+        !process_exists(hook_pid) && !process_exists(child_pid),
+        "and they stay gone"
+    );
+}
+
+// 3. An unreachable registry does not stop the drain.
+#[test]
+fn unreachable_registry_is_reported_and_the_drain_goes_on() {
+    let _serial = serial();
+    let dir = TempDir::new("unreachable");
+    let port = closed_port();
+    let config = dir.write(
+        "graceinit.toml",
+        &format!(
+            r#"
+[[hooks.pre_stop]]
+http = {{ method = "PUT", url = "http://127.0.0.1:{port}/v1/agent/service/deregister/web-0" }}
+timeout = "5s"
+"#
+        ),
+    );
+    let app = app_recording_term(&dir, 7);
+    let mut graceinit = Graceinit::start(
+        &["--config", config.to_str().unwrap(), "--", "sh", "-c", &app],
+        &[],
+    );
+    wait_for_ready(&dir);
+
+    let sigterm_at = graceinit.signal(libc::SIGTERM);
+    let exit = graceinit.wait(Duration::from_secs(15));
+    let stderr = graceinit.stderr();
+    assert_eq!(
+        exit.code, 7,
+        "graceinit exits with the app's code; stderr:\n{stderr}"
+    );
+
+    let failures = lines_with(&stderr, "FailedPreStopHook");
+    assert_eq!(failures.len(), 1, "one FailedPreStopHook event:\n{stderr}");
+    assert!(failures[0].contains("pre_stop#1"), "{}", failures[0]);
+
+    let events = stamped_lines(&dir.read("events"));
+    assert_eq!(events.len(), 1, "the app got TERM exactly once: {events:?}");
+    let after = events[0].1 - sigterm_at;
+    assert!(
+        after < 3 * SECOND,
+        "a refused connection fails at once, so the app gets TERM right away, not {:.3}s later",
+        secs(after)
+    );
+}
+
+// 4. An app that ignores SIGTERM is SIGKILLed at T0 + grace_period (promised within 100ms).
+#[test]
+fn app_ignoring_sigterm_is_killed_at_the_grace_period() {
+    let _serial = serial();
+    let dir = TempDir::new("ignore-term");
+    let app = app_ignoring_term(&dir);
+    let mut graceinit = Graceinit::start(
+        &[
+            "--grace-period",
+            "3s",
+            "--stop-timeout",
+            "2s",
+            "--",
+            "sh",
+            "-c",
+            &app,
+        ],
+        &[],
+    );
+    wait_for_ready(&dir);
+
+    let sent = std::time::Instant::now();
+    graceinit.signal(libc::SIGTERM);
+    let exit = graceinit.wait(Duration::from_secs(15));
+    let took = exit.at - sent;
+    let stderr = graceinit.stderr();
+    assert_eq!(exit.code, 137, "the app died of SIGKILL; stderr:\n{stderr}");
+    assert!(
+        took >= Duration::from_secs(3) && took < Duration::from_millis(3400),
+        "graceinit exited {took:?} after SIGTERM; SIGKILL is due at 3s (grace_period)\n{stderr}"
+    );
+    assert_eq!(
+        lines_with(&stderr, "Killing").len(),
+        1,
+        "one Killing event:\n{stderr}"
+    );
+}
+
+// 5. A failing post_start hook kills the app; with on_failure = "ignore" it does not.
+#[test]
+fn failing_post_start_hook_kills_the_app_unless_ignored() {
+    let _serial = serial();
+    let dir = TempDir::new("post-start");
+    let failing = dir.write(
+        "failing.toml",
+        r#"
+[[hooks.post_start]]
+exec = ["sh", "-c", "exit 3"]
+"#,
+    );
+    let mut graceinit = Graceinit::spawn(
+        &[
+            "--config",
+            failing.to_str().unwrap(),
+            "--stop-timeout",
+            "2s",
+            "--",
+            "sleep",
+            "1000",
+        ],
+        &[],
+    );
+    let exit = graceinit.wait(Duration::from_secs(15));
+    let stderr = graceinit.stderr();
+    assert_eq!(
+        exit.code, 1,
+        "a failed post_start hook makes graceinit exit 1; stderr:\n{stderr}"
+    );
+    assert!(
+        exit.at - graceinit.started < Duration::from_secs(5),
+        "the app is stopped at once (it dies of SIGTERM), not after a grace period: {:?}",
+        exit.at - graceinit.started
+    );
+    let failures = lines_with(&stderr, "FailedPostStartHook");
+    assert_eq!(
+        failures.len(),
+        1,
+        "one FailedPostStartHook event:\n{stderr}"
+    );
+    assert!(failures[0].contains("post_start#1"), "{}", failures[0]);
+
+    let ignored = dir.write(
+        "ignored.toml",
+        r#"
+[[hooks.post_start]]
+exec = ["sh", "-c", "echo hook ran; exit 3"]
+on_failure = "ignore"
+"#,
+    );
+    let mut graceinit = Graceinit::start(
+        &[
+            "--config",
+            ignored.to_str().unwrap(),
+            "--stop-timeout",
+            "2s",
+            "--",
+            "sleep",
+            "1000",
+        ],
+        &[],
+    );
+    graceinit.wait_for_stderr("[post_start#1] hook ran", Duration::from_secs(10));
+    thread::sleep(Duration::from_secs(1));
+    assert!(
+        graceinit.running(),
+        "with on_failure = \"ignore\" the app keeps running:\n{}",
+        graceinit.stderr()
+    );
+    graceinit.signal(libc::SIGTERM);
+    let exit = graceinit.wait(Duration::from_secs(15));
+    let stderr = graceinit.stderr();
+    assert_eq!(
+        exit.code, 143,
+        "the app (sleep) died of the test's SIGTERM; stderr:\n{stderr}"
+    );
+    assert!(
+        !stderr.contains("FailedPostStartHook"),
+        "an ignored failure is no event:\n{stderr}"
+    );
+}
+
+// 6. Hook output reaches stderr complete and in order, even when the hook is killed.
+#[test]
+fn hook_output_is_complete_and_in_order_even_when_the_hook_is_killed() {
+    let _serial = serial();
+    let dir = TempDir::new("output");
+    let config = dir.write(
+        "graceinit.toml",
+        r#"
+[[hooks.post_start]]
+exec = ["sh", "-c", "echo out1; echo err1 >&2; echo out2; echo err2 >&2; printf 'no newline'"]
+
+[[hooks.pre_stop]]
+exec = ["sh", "-c", "i=1; while [ $i -le 500 ]; do echo \"line $i\"; i=$((i + 1)); done; exec sleep 1000"]
+timeout = "1s"
+
+[[hooks.post_stop]]
+exec = ["sh", "-c", "printf 'line %s\\n' $(seq 1 20000); kill -KILL 0"]
+"#,
+    );
+    let app = app_recording_term(&dir, 0);
+    let mut graceinit = Graceinit::start(
+        &["--config", config.to_str().unwrap(), "--", "sh", "-c", &app],
+        &[],
+    );
+    wait_for_ready(&dir);
+    graceinit.wait_for_stderr("[post_start#1] no newline", Duration::from_secs(10));
+
+    graceinit.signal(libc::SIGTERM);
+    let exit = graceinit.wait(Duration::from_secs(15));
+    let stderr = graceinit.stderr();
+    assert_eq!(exit.code, 0, "stderr:\n{stderr}");
+
+    assert_eq!(
+        hook_lines(&stderr, "post_start#1"),
+        ["out1", "err1", "out2", "err2", "no newline"],
+        "stdout and stderr share one pipe, so their order is kept"
+    );
+    let expected: Vec<String> = (1..=500).map(|n| format!("line {n}")).collect();
+    let got = hook_lines(&stderr, "pre_stop#1");
+    assert_eq!(
+        got.len(),
+        500,
+        "each of the 500 lines once, although the hook was SIGKILLed"
+    );
+    assert_eq!(got, expected, "all 500 lines, in order");
+    // 20000 lines overflow the pipe: the last 64 KiB are still unread when the hook dies.
+    let expected: Vec<String> = (1..=20000).map(|n| format!("line {n}")).collect();
+    let got = hook_lines(&stderr, "post_stop#1");
+    assert!(
+        got == expected,
+        "all 20000 lines once, in order, from a hook SIGKILLed right after writing them; got {} lines",
+        got.len()
+    );
+    let failures = lines_with(&stderr, "FailedPreStopHook");
+    assert!(
+        failures.len() == 1 && failures[0].contains("timed out"),
+        "the hook was cut at its timeout:\n{stderr}"
+    );
+}
+
+/// Runs `graceinit --config <file> -- true` on `contents` and returns (path, stderr)
+/// after asserting exit code 2.
+fn config_error(dir: &TempDir, name: &str, contents: &str) -> (String, String) {
+    let path = dir.write(name, contents);
+    let path = path.to_str().unwrap().to_string();
+    let (code, _, stderr) = run(
+        &["--config", &path, "--", "true"],
+        &[],
+        Duration::from_secs(10),
+    );
+    assert_eq!(code, 2, "a config error is exit 2; stderr:\n{stderr}");
+    (path, stderr)
+}
+
+// 7. Config errors name file:line:column.
+#[test]
+fn config_errors_name_file_line_and_column() {
+    let dir = TempDir::new("config-errors");
+
+    // (a) A misspelt key, with the nearest known key suggested.
+    let (path, stderr) = config_error(
+        &dir,
+        "unknown-key.toml",
+        "[app]\nstop_signal = \"SIGTERM\"\nstop_timout = \"10s\"\n",
+    );
+    assert!(stderr.contains(&format!("{path}:3:1: ")), "{stderr}");
+    assert!(stderr.contains("did you mean `stop_timeout`"), "{stderr}");
+    let (code, _, check_stderr) = run(&["check", &path], &[], Duration::from_secs(10));
+    assert_eq!(code, 2, "`check` rejects it too: {check_stderr}");
+    assert!(
+        check_stderr.contains(&format!("{path}:3:1: ")),
+        "{check_stderr}"
+    );
+
+    // (b) A bad duration: the position of the value.
+    let (path, stderr) = config_error(
+        &dir,
+        "bad-duration.toml",
+        "[app]\nstop_timeout = \"10 parsecs\"\n",
+    );
+    let line = stderr
+        .lines()
+        .find(|l| l.contains(&format!("{path}:")))
+        .unwrap_or_default();
+    assert!(line.contains(&format!("{path}:2:16: ")), "{stderr}");
+    assert!(line.contains("duration"), "{stderr}");
+
+    // (c) A hook with two actions: the hook's own position.
+    let (path, stderr) = config_error(
+        &dir,
+        "two-actions.toml",
+        "[app]\nstop_timeout = \"5s\"\n\n[[hooks.pre_stop]]\nsleep = \"1s\"\nexec = [\"true\"]\n",
+    );
+    let line = stderr
+        .lines()
+        .find(|l| l.contains(&format!("{path}:")))
+        .unwrap_or_default();
+    assert!(line.contains(&format!("{path}:4:1: ")), "{stderr}");
+    assert!(line.contains("one action"), "{stderr}");
+
+    // (d) A TOML syntax error.
+    let (path, stderr) = config_error(
+        &dir,
+        "syntax.toml",
+        "[app]\ngrace_period = \"30s\"\nstop_timeout = = \"5s\"\n",
+    );
+    assert!(stderr.contains(&format!("{path}:3:16: ")), "{stderr}");
+}
+
+// 8. `check` does the drain's arithmetic.
+#[test]
+fn check_prints_the_drain_budget() {
+    let dir = TempDir::new("budget");
+    let too_long = dir.write(
+        "too-long.toml",
+        "[app]\nstop_timeout = \"15s\"\ngrace_period = \"30s\"\n\n[[hooks.pre_stop]]\nsleep = \"20s\"\n",
+    );
+    let (code, stdout, stderr) = run(
+        &["check", too_long.to_str().unwrap()],
+        &[],
+        Duration::from_secs(10),
+    );
+    assert_eq!(
+        code, 0,
+        "a config that does not fit is still valid: {stderr}"
+    );
+    assert!(
+        stderr.contains("warning: the drain does not fit"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("DOES NOT FIT by 5s"), "{stdout}");
+
+    let fits = dir.write(
+        "fits.toml",
+        "[app]\nstop_timeout = \"15s\"\ngrace_period = \"30s\"\n\n[[hooks.pre_stop]]\nsleep = \"10s\"\n",
+    );
+    let (code, stdout, stderr) = run(
+        &["check", fits.to_str().unwrap()],
+        &[],
+        Duration::from_secs(10),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("fits, with 5s to spare"), "{stdout}");
+    assert!(!stderr.contains("does not fit"), "{stderr}");
+}
+
+// 9. The drain runs once, however many SIGTERMs arrive.
+#[test]
+fn repeated_sigterm_drains_once() {
+    let _serial = serial();
+    let dir = TempDir::new("once");
+    let registry = RecordingServer::start();
+    let config = dir.write(
+        "graceinit.toml",
+        &format!(
+            r#"
+[[hooks.pre_stop]]
+http = {{ method = "PUT", url = "{url}" }}
+
+[[hooks.pre_stop]]
+sleep = "1s"
+"#,
+            url = registry.url("/eureka/apps/WEB/web-0/status?value=OUT_OF_SERVICE"),
+        ),
+    );
+    // Records every TERM and exits 1s after the last one, so a duplicate sent later by
+    // graceinit would still be seen.
+    let app = format!(
+        "n=0; trap 'echo \"app_term $(date +%s%N)\" >> {events}; n=1' TERM; touch {ready}; \
+         while :; do sleep 0.05 & wait $!; if [ $n -gt 0 ]; then n=$((n + 1)); [ $n -gt 20 ] && exit 0; fi; done",
+        events = dir.str("events"),
+        ready = dir.str("ready"),
+    );
+    let mut graceinit = Graceinit::start(
+        &["--config", config.to_str().unwrap(), "--", "sh", "-c", &app],
+        &[],
+    );
+    wait_for_ready(&dir);
+
+    let first_sigterm_at = graceinit.signal(libc::SIGTERM);
+    for _ in 0..2 {
+        thread::sleep(Duration::from_millis(250));
+        graceinit.signal(libc::SIGTERM);
+    }
+    let exit = graceinit.wait(Duration::from_secs(15));
+    let stderr = graceinit.stderr();
+    assert_eq!(exit.code, 0, "stderr:\n{stderr}");
+    assert_eq!(
+        registry.requests().len(),
+        1,
+        "one deregister call: {:?}",
+        registry.requests()
+    );
+    let events = stamped_lines(&dir.read("events"));
+    assert_eq!(events.len(), 1, "the app got exactly one TERM: {events:?}");
+    let after = events[0].1 - first_sigterm_at;
+    assert!(
+        after >= SECOND * 95 / 100,
+        "the repeated SIGTERMs did not cut the 1s pre_stop sleep short: the app got TERM after {:.3}s",
+        secs(after)
+    );
+    assert_eq!(lines_with(&stderr, "DrainStarted").len(), 1, "{stderr}");
+}
+
+// 10. Another drain signal during the drain skips ahead; once more kills.
+#[test]
+fn second_drain_signal_skips_the_hooks_and_a_third_kills() {
+    let _serial = serial();
+    let dir = TempDir::new("escalation");
+    let config = dir.write(
+        "graceinit.toml",
+        r#"
+[app]
+stop_timeout = "5s"
+grace_period = "60s"
+
+[signals]
+drain = ["SIGTERM", "SIGINT"]
+
+[[hooks.pre_stop]]
+sleep = "30s"
+"#,
+    );
+    let config = config.to_str().unwrap();
+
+    // SIGTERM starts the drain; SIGINT skips the 30s sleep and stops the app now.
+    let app = app_recording_term(&dir, 0);
+    let mut graceinit = Graceinit::start(&["--config", config, "--", "sh", "-c", &app], &[]);
+    wait_for_ready(&dir);
+    graceinit.signal(libc::SIGTERM);
+    graceinit.wait_for_stderr("DrainStarted", Duration::from_secs(5));
+    thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        dir.read("events"),
+        "",
+        "the app is not stopped during the pre_stop sleep"
+    );
+    let sigint_at = graceinit.signal(libc::SIGINT);
+    let exit = graceinit.wait(Duration::from_secs(15));
+    let stderr = graceinit.stderr();
+    assert_eq!(exit.code, 0, "stderr:\n{stderr}");
+    let events = stamped_lines(&dir.read("events"));
+    assert_eq!(events.len(), 1, "{events:?}");
+    let after = events[0].1 - sigint_at;
+    assert!(
+        (0..SECOND).contains(&after),
+        "the app got its stop signal {:.3}s after the SIGINT; it should be at once",
+        secs(after)
+    );
+
+    // With an app that ignores its stop signal: SIGTERM, SIGINT (stop), SIGINT (kill).
+    let dir = TempDir::new("escalation-kill");
+    let app = app_ignoring_term(&dir);
+    let mut graceinit = Graceinit::start(&["--config", config, "--", "sh", "-c", &app], &[]);
+    wait_for_ready(&dir);
+    graceinit.signal(libc::SIGTERM);
+    graceinit.wait_for_stderr("DrainStarted", Duration::from_secs(5));
+    thread::sleep(Duration::from_millis(300));
+    graceinit.signal(libc::SIGINT);
+    thread::sleep(Duration::from_millis(300));
+    let second_sigint = std::time::Instant::now();
+    graceinit.signal(libc::SIGINT);
+    let exit = graceinit.wait(Duration::from_secs(15));
+    let stderr = graceinit.stderr();
+    assert_eq!(
+        exit.code, 137,
+        "the third drain signal SIGKILLs the app; stderr:\n{stderr}"
+    );
+    assert!(
+        exit.at - second_sigint < Duration::from_secs(1),
+        "SIGKILL followed the second SIGINT at once, not at a deadline: {:?}",
+        exit.at - second_sigint
+    );
+    assert_eq!(lines_with(&stderr, "Killing").len(), 1, "{stderr}");
+}
+
+// 11. on_ready hooks run after every post_start hook has succeeded.
+#[test]
+fn on_ready_runs_after_post_start() {
+    let _serial = serial();
+    let dir = TempDir::new("on-ready");
+    let config = dir.write(
+        "graceinit.toml",
+        &format!(
+            r#"
+[[hooks.post_start]]
+exec = ["sh", "-c", "sleep 0.3; echo a >> {order}"]
+
+[[hooks.on_ready]]
+exec = ["sh", "-c", "echo b >> {order}"]
+"#,
+            order = dir.str("order"),
+        ),
+    );
+    let mut graceinit = Graceinit::start(
+        &["--config", config.to_str().unwrap(), "--", "sleep", "1000"],
+        &[],
+    );
+    wait_until("the on_ready hook", Duration::from_secs(10), || {
+        dir.read("order").lines().count() >= 2
+    });
+    assert_eq!(dir.read("order"), "a\nb\n");
+
+    graceinit.signal(libc::SIGTERM);
+    let exit = graceinit.wait(Duration::from_secs(15));
+    assert_eq!(exit.code, 143, "stderr:\n{}", graceinit.stderr());
+    assert_eq!(dir.read("order"), "a\nb\n", "each hook ran once");
+}
+
+// 12. ${VAR} and ${VAR:-default} expand in urls, headers and bodies.
+#[test]
+fn variables_expand_in_http_hooks() {
+    let _serial = serial();
+    let dir = TempDir::new("expand");
+    let registry = RecordingServer::start();
+    let config = dir.write(
+        "graceinit.toml",
+        &format!(
+            r#"
+[[hooks.pre_stop]]
+http = {{ method = "PUT", url = "http://127.0.0.1:{port}/v1/agent/service/deregister/${{TEST_INSTANCE}}", headers = {{ "X-Token" = "${{TOKEN:-none}}", "X-Set" = "${{TEST_SET_TOKEN:-none}}" }}, body = '{{"id": "${{TEST_INSTANCE}}"}}' }}
+"#,
+            port = registry.port,
+        ),
+    );
+    let mut command = Command::new(GRACEINIT);
+    command
+        .args(["--config", config.to_str().unwrap(), "--", "sleep", "1000"])
+        .env("TEST_INSTANCE", "web-42")
+        .env("TEST_SET_TOKEN", "s3cret")
+        .env_remove("TOKEN")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut graceinit = Graceinit::spawn_command(command);
+    graceinit.wait_for_stderr("Started:", Duration::from_secs(10));
+    graceinit.signal(libc::SIGTERM);
+    let exit = graceinit.wait(Duration::from_secs(15));
+    assert_eq!(exit.code, 143, "stderr:\n{}", graceinit.stderr());
+
+    let requests = registry.requests();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    let request = &requests[0];
+    assert_eq!(request.method, "PUT");
+    assert_eq!(request.target, "/v1/agent/service/deregister/web-42");
+    assert_eq!(request.header("X-Token"), Some("none"), "{request:?}");
+    assert_eq!(request.header("X-Set"), Some("s3cret"), "{request:?}");
+    assert_eq!(request.body, r#"{"id": "web-42"}"#);
+}
+
+/// The environment a pod gives the examples' `${VAR}`s that have no default.
+const POD_ENV: &[(&str, &str)] = &[
+    ("HOSTNAME", "web-0"),
+    ("APP_NAME", "WEB"),
+    ("POD_IP", "10.0.0.7"),
+];
+
+// Every shipped example is valid and its drain fits.
+#[test]
+fn every_example_passes_check() {
+    let examples = crate_dir().join("examples");
+    let mut names: Vec<String> = std::fs::read_dir(&examples)
+        .expect("examples/ exists")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".toml"))
+        .collect();
+    names.sort();
+    for expected in [
+        "consul.toml",
+        "eureka.toml",
+        "hello.toml",
+        "nginx.toml",
+        "web-app.toml",
+    ] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "examples/{expected} exists: {names:?}"
+        );
+    }
+    for name in &names {
+        let path = examples.join(name);
+        let (code, stdout, stderr) = run(
+            &["check", path.to_str().unwrap()],
+            POD_ENV,
+            Duration::from_secs(10),
+        );
+        assert_eq!(code, 0, "examples/{name}: {stderr}");
+        assert!(stdout.contains(": ok"), "examples/{name}:\n{stdout}");
+        assert!(stdout.contains("fits, with"), "examples/{name}:\n{stdout}");
+        assert!(
+            !stdout.contains("DOES NOT FIT"),
+            "examples/{name}:\n{stdout}"
+        );
+        assert!(
+            !stderr.contains("warning"),
+            "examples/{name} checks without warnings:\n{stderr}"
+        );
+    }
+}
+
+// The pod's terminationGracePeriodSeconds covers the ConfigMap's grace_period.
+#[test]
+fn pod_example_grace_period_fits_the_termination_grace_period() {
+    let yaml = std::fs::read_to_string(crate_dir().join("examples/k8s/pod.yaml"))
+        .expect("examples/k8s/pod.yaml");
+    // The ConfigMap's `graceinit.toml: |` block: the lines indented deeper than its key.
+    let mut lines = yaml
+        .lines()
+        .skip_while(|l| l.trim() != "graceinit.toml: |")
+        .skip(1);
+    let mut block = Vec::new();
+    for line in lines.by_ref() {
+        if !line.is_empty() && !line.starts_with("    ") {
+            break;
+        }
+        block.push(line.strip_prefix("    ").unwrap_or(line));
+    }
+    assert!(
+        !block.is_empty(),
+        "pod.yaml has a ConfigMap with graceinit.toml"
+    );
+    let dir = TempDir::new("pod");
+    let config = dir.write("graceinit.toml", &(block.join("\n") + "\n"));
+    let (code, stdout, stderr) = run(
+        &["check", config.to_str().unwrap()],
+        POD_ENV,
+        Duration::from_secs(10),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("fits, with"), "{stdout}");
+    assert!(!stderr.contains("warning"), "{stderr}");
+
+    let needed: f64 = stdout
+        .split("terminationGracePeriodSeconds must be at least ")
+        .nth(1)
+        .and_then(|rest| rest.split('s').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| {
+            panic!("check prints the needed terminationGracePeriodSeconds:\n{stdout}")
+        });
+    let declared: f64 = yaml
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("terminationGracePeriodSeconds:"))
+        .and_then(|rest| rest.split('#').next())
+        .and_then(|n| n.trim().parse().ok())
+        .expect("the pod sets terminationGracePeriodSeconds");
+    assert!(
+        needed <= declared,
+        "terminationGracePeriodSeconds {declared} must be at least the config's grace_period ({needed}s)"
+    );
+    assert!(
+        yaml.contains("GRACEINIT_CONFIG"),
+        "the pod points graceinit at the mounted config"
+    );
+    assert!(
+        yaml.contains(r#"["/graceinit", "sleep", "#),
+        "the alternative preStop uses `graceinit sleep`"
+    );
+}
+
+/// The lines of the hello demo's lifecycle, in the order they must appear.
+const HELLO_LIFECYCLE: &[&str] = &[
+    "Started:",
+    "[post_start#1] the app is starting",
+    "[on_ready#1] post_start hooks are done",
+    "DrainStarted",
+    "[pre_stop#1] deregistering (pretend)",
+    "[pre_stop#1] done: the app may stop now",
+    "hello: got SIGTERM",
+    "DrainFinished",
+    "[post_stop#1] the app has exited",
+];
+
+fn assert_in_order(output: &str, expected: &[&str]) {
+    let mut from = 0;
+    for needle in expected {
+        match output[from..].find(needle) {
+            Some(i) => from += i + needle.len(),
+            None => panic!("{needle:?} missing or out of order in:\n{output}"),
+        }
+    }
+}
+
+// The README's demo: SIGINT to graceinit (Ctrl-C without a terminal) shows the lifecycle.
+#[test]
+fn hello_example_shows_the_whole_lifecycle_on_sigint() {
+    let _serial = serial();
+    let hello = crate_dir().join("examples/hello.toml");
+    let mut graceinit = Graceinit::start(&["--config", hello.to_str().unwrap()], &[]);
+    graceinit.wait_for_stderr("[on_ready#1]", Duration::from_secs(10));
+    graceinit.signal(libc::SIGINT);
+    let exit = graceinit.wait(Duration::from_secs(15));
+    let output = graceinit.stderr() + &graceinit.stdout();
+    assert_eq!(exit.code, 0, "{output}");
+    // The app writes to stdout, graceinit and the hooks to stderr: check each stream.
+    let graceinit_lines: Vec<&str> = HELLO_LIFECYCLE
+        .iter()
+        .copied()
+        .filter(|l| !l.starts_with("hello:"))
+        .collect();
+    assert_in_order(&graceinit.stderr(), &graceinit_lines);
+    assert!(
+        graceinit.stdout().contains("hello: got SIGTERM"),
+        "{output}"
+    );
+}
+
+// The README's demo on a real terminal: Ctrl-C typed into a pty (util-linux `script`).
+#[test]
+fn hello_example_shows_the_whole_lifecycle_on_ctrl_c_in_a_terminal() {
+    let _serial = serial();
+    let hello = crate_dir().join("examples/hello.toml");
+    let mut command = Command::new("script");
+    command
+        .args([
+            "-qec",
+            &format!("{GRACEINIT} --config {}", hello.display()),
+            "/dev/null",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut script = Graceinit::spawn_command(command);
+    let mut terminal = script.take_stdin();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !script.stdout().contains("[on_ready#1]") {
+        assert!(
+            std::time::Instant::now() < deadline && script.running(),
+            "the demo did not start on a terminal (is util-linux `script` installed?):\n{}{}",
+            script.stdout(),
+            script.stderr()
+        );
+        thread::sleep(Duration::from_millis(5));
+    }
+    terminal.write_all(b"\x03").expect("type Ctrl-C");
+    terminal.flush().expect("type Ctrl-C");
+    let exit = script.wait(Duration::from_secs(15));
+    drop(terminal);
+    let output = script.stdout();
+    assert_eq!(exit.code, 0, "{output}");
+    assert_in_order(
+        &output,
+        &[&["hello: Ctrl-C"][..], &HELLO_LIFECYCLE[3..]].concat(),
+    );
+}

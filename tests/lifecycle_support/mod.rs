@@ -1,0 +1,485 @@
+//! Helpers for `tests/lifecycle.rs`: a scratch directory, a recording HTTP server on
+//! loopback, and a handle on a running graceinit (output captured, every wait bounded,
+//! everything it started killed if a test fails midway).
+//!
+//! Times that must be compared across processes are wall-clock nanoseconds since the
+//! epoch: the server stamps requests with `SystemTime`, the shell scripts with
+//! `date +%s%N`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+pub const GRACEINIT: &str = env!("CARGO_BIN_EXE_graceinit");
+
+/// Wall-clock nanoseconds since the epoch, comparable with `date +%s%N`.
+pub fn now_ns() -> i128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("the clock is after 1970")
+        .as_nanos() as i128
+}
+
+/// Nanoseconds as seconds, for messages and comparisons.
+pub fn secs(ns: i128) -> f64 {
+    ns as f64 / 1e9
+}
+
+/// Polls `condition` every 5 ms until it holds; panics naming `what` after `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A fresh directory under the system's temp dir, removed when dropped.
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!(
+            "graceinit-lifecycle-{}-{n}-{tag}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create a temp dir");
+        TempDir { path }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    /// `path(name)` as a string, for scripts and configs.
+    pub fn str(&self, name: &str) -> String {
+        self.path(name)
+            .to_str()
+            .expect("temp paths are UTF-8")
+            .to_string()
+    }
+
+    pub fn write(&self, name: &str, contents: &str) -> PathBuf {
+        let path = self.path(name);
+        std::fs::write(&path, contents).expect("write a test file");
+        path
+    }
+
+    /// The file's contents, or "" if it does not exist (yet).
+    pub fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.path(name)).unwrap_or_default()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// One request the recording server received.
+#[derive(Clone, Debug)]
+pub struct Request {
+    /// Wall-clock nanoseconds when the whole request had arrived.
+    pub at_ns: i128,
+    pub method: String,
+    /// The request target: path and query.
+    pub target: String,
+    /// Header names lower-cased.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == &name.to_ascii_lowercase())
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// An HTTP/1.1 server on 127.0.0.1 that records every request and answers 200 with an
+/// empty body. It lives until the test process ends.
+pub struct RecordingServer {
+    pub port: u16,
+    requests: Arc<Mutex<Vec<Request>>>,
+}
+
+impl RecordingServer {
+    pub fn start() -> RecordingServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        let port = listener.local_addr().expect("local address").port();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let recorded = requests.clone();
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let recorded = recorded.clone();
+                thread::spawn(move || serve(stream, &recorded));
+            }
+        });
+        RecordingServer { port, requests }
+    }
+
+    pub fn url(&self, path_and_query: &str) -> String {
+        format!("http://127.0.0.1:{}{path_and_query}", self.port)
+    }
+
+    pub fn requests(&self) -> Vec<Request> {
+        self.requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+fn serve(stream: TcpStream, recorded: &Mutex<Vec<Request>>) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut reader = BufReader::new(match stream.try_clone() {
+        Ok(s) => s,
+        Err(_) => return,
+    });
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+        return;
+    }
+    let mut parts = request_line.split_whitespace();
+    let method = parts.next().unwrap_or_default().to_string();
+    let target = parts.next().unwrap_or_default().to_string();
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let line = line.trim_end_matches(['\r', '\n']);
+        if line.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+        }
+    }
+    let length: usize = headers
+        .iter()
+        .find(|(n, _)| n == "content-length")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; length];
+    if reader.read_exact(&mut body).is_err() {
+        return;
+    }
+    recorded
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(Request {
+            at_ns: now_ns(),
+            method,
+            target,
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        });
+    let mut stream = stream;
+    let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    let _ = stream.flush();
+}
+
+/// A loopback port nothing listens on: bound, then released.
+pub fn closed_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    listener.local_addr().expect("local address").port()
+}
+
+/// Sends `sig` to `pid`.
+pub fn send_signal(pid: i32, sig: libc::c_int) {
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    let rc = unsafe { libc::kill(pid, sig) };
+    assert_eq!(
+        rc,
+        0,
+        "kill({pid}, {sig}): {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// Whether a process (zombies included) with this pid exists: `kill -0`.
+pub fn process_exists(pid: i32) -> bool {
+    // SAFETY: kill(2) with signal 0 only checks for existence and permission.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
+/// All descendants of `root`, from /proc.
+fn descendants(root: i32) -> Vec<i32> {
+    let mut parents = Vec::new();
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for entry in entries.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            // "pid (comm) state ppid ...": comm may contain spaces and parentheses.
+            let Some(after) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+                continue;
+            };
+            if let Some(ppid) = after
+                .split_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse::<i32>().ok())
+            {
+                parents.push((pid, ppid));
+            }
+        }
+    }
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(
+            parents
+                .iter()
+                .filter(|(_, pp)| *pp == parent)
+                .map(|(p, _)| *p),
+        );
+        i += 1;
+    }
+    found.remove(0);
+    found
+}
+
+/// How graceinit ended.
+#[derive(Clone, Copy, Debug)]
+pub struct Exit {
+    pub code: i32,
+    /// When the test saw the exit (polled every millisecond).
+    pub at: Instant,
+}
+
+/// Text a child writes to a pipe, collected by a thread.
+struct Collected {
+    text: Arc<Mutex<String>>,
+    done: Arc<AtomicBool>,
+}
+
+impl Collected {
+    fn start(mut pipe: impl Read + Send + 'static) -> Collected {
+        let text = Arc::new(Mutex::new(String::new()));
+        let done = Arc::new(AtomicBool::new(false));
+        let (t, d) = (text.clone(), done.clone());
+        thread::spawn(move || {
+            let mut buffer = [0u8; 8192];
+            loop {
+                match pipe.read(&mut buffer) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => t
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push_str(&String::from_utf8_lossy(&buffer[..n])),
+                }
+            }
+            d.store(true, Ordering::SeqCst);
+        });
+        Collected { text, done }
+    }
+
+    fn get(&self) -> String {
+        self.text.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// A running graceinit (not PID 1, so a child subreaper), stdin from /dev/null, stdout
+/// and stderr captured. Dropping it kills it and everything under it.
+pub struct Graceinit {
+    child: Child,
+    pub pid: i32,
+    pub started: Instant,
+    stdout: Collected,
+    stderr: Collected,
+    exit: Option<Exit>,
+}
+
+impl Graceinit {
+    /// `graceinit ARGS...` with the environment of the test plus `env`.
+    pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> Graceinit {
+        let mut command = Command::new(GRACEINIT);
+        command
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        Graceinit::spawn_command(command)
+    }
+
+    pub fn spawn_command(mut command: Command) -> Graceinit {
+        let started = Instant::now();
+        let mut child = command.spawn().expect("start graceinit");
+        let pid = child.id() as i32;
+        let stdout = Collected::start(child.stdout.take().expect("stdout is piped"));
+        let stderr = Collected::start(child.stderr.take().expect("stderr is piped"));
+        Graceinit {
+            child,
+            pid,
+            started,
+            stdout,
+            stderr,
+            exit: None,
+        }
+    }
+
+    /// Starts graceinit and waits until it has started the app (its "Started" event):
+    /// its signal handlers are installed by then.
+    pub fn start(args: &[&str], env: &[(&str, &str)]) -> Graceinit {
+        let graceinit = Graceinit::spawn(args, env);
+        graceinit.wait_for_stderr("Started:", Duration::from_secs(10));
+        graceinit
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.get()
+    }
+
+    /// The write end of its stdin, when it was spawned with `Stdio::piped()`.
+    pub fn take_stdin(&mut self) -> ChildStdin {
+        self.child.stdin.take().expect("stdin is piped")
+    }
+
+    pub fn stdout(&self) -> String {
+        self.stdout.get()
+    }
+
+    pub fn wait_for_stderr(&self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.stderr().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {timeout:?} waiting for {needle:?} on graceinit's stderr:\n{}",
+                self.stderr()
+            );
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Sends `sig` to graceinit; returns the wall-clock time just before sending.
+    pub fn signal(&self, sig: libc::c_int) -> i128 {
+        let at = now_ns();
+        send_signal(self.pid, sig);
+        at
+    }
+
+    /// Whether graceinit is still running (reaps it if it has exited).
+    pub fn running(&mut self) -> bool {
+        self.poll_exit().is_none()
+    }
+
+    fn poll_exit(&mut self) -> Option<Exit> {
+        if self.exit.is_none() {
+            if let Some(status) = self.child.try_wait().expect("try_wait on graceinit") {
+                let at = Instant::now();
+                let code = status.code().unwrap_or_else(|| {
+                    panic!("graceinit itself was killed: {status:?}\n{}", self.stderr())
+                });
+                self.exit = Some(Exit { code, at });
+            }
+        }
+        self.exit
+    }
+
+    /// Waits (polling every millisecond) until graceinit exits, then until its output
+    /// pipes are closed (bounded: a process that escaped could hold them open).
+    pub fn wait(&mut self, timeout: Duration) -> Exit {
+        let deadline = Instant::now() + timeout;
+        let exit = loop {
+            if let Some(exit) = self.poll_exit() {
+                break exit;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "graceinit did not exit within {timeout:?}; stderr so far:\n{}",
+                self.stderr()
+            );
+            thread::sleep(Duration::from_millis(1));
+        };
+        let pipes_closed = Instant::now() + Duration::from_secs(5);
+        while !(self.stdout.done.load(Ordering::SeqCst) && self.stderr.done.load(Ordering::SeqCst))
+            && Instant::now() < pipes_closed
+        {
+            thread::sleep(Duration::from_millis(5));
+        }
+        exit
+    }
+}
+
+impl Drop for Graceinit {
+    fn drop(&mut self) {
+        if self.poll_exit().is_some() {
+            return;
+        }
+        // The test failed midway: take down the whole tree (the app has its own session,
+        // hooks their own process groups), then graceinit.
+        for pid in descendants(self.pid) {
+            // SAFETY: kill(2) has no memory-safety preconditions.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `graceinit ARGS...` to completion (bounded) and returns (exit code, stdout, stderr).
+pub fn run(args: &[&str], env: &[(&str, &str)], timeout: Duration) -> (i32, String, String) {
+    let mut graceinit = Graceinit::spawn(args, env);
+    let exit = graceinit.wait(timeout);
+    (exit.code, graceinit.stdout(), graceinit.stderr())
+}
+
+/// Lines of `text` that start with `[label] `, without the prefix.
+pub fn hook_lines(text: &str, label: &str) -> Vec<String> {
+    let prefix = format!("[{label}] ");
+    text.lines()
+        .filter_map(|line| line.trim_end_matches('\r').strip_prefix(&prefix))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The lines of a file written by the scripts: "name nanoseconds" per line.
+pub fn stamped_lines(text: &str) -> Vec<(String, i128)> {
+    text.lines()
+        .map(|line| {
+            let (name, ns) = line
+                .rsplit_once(' ')
+                .unwrap_or_else(|| panic!("not a `name nanoseconds` line: {line:?}"));
+            let ns = ns
+                .parse()
+                .unwrap_or_else(|_| panic!("not nanoseconds: {line:?}"));
+            (name.to_string(), ns)
+        })
+        .collect()
+}
+
+/// The crate's root, where examples/ lives.
+pub fn crate_dir() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
