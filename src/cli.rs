@@ -109,11 +109,7 @@ pub struct SuperviseArgs {
     pub log_format: Option<LogFormat>,
 
     /// The app and its arguments.
-    #[arg(
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "CMD"
-    )]
+    #[arg(trailing_var_arg = true, value_name = "CMD")]
     pub command: Vec<OsString>,
 }
 
