@@ -12,7 +12,7 @@ packages=(
   util-linux      # unshare: PID-namespace tests
   bsdutils        # script: the TTY test
   procps          # ps, pgrep
-  file            # the container test checks the binary is static
+  gcc libc6-dev   # cc: the tests compile small C helpers (signal recorders, orphan storms)
   tini dumb-init hyperfine   # the side-by-side benchmark
 )
 missing=()

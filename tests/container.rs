@@ -1,0 +1,645 @@
+//! graceinit as PID 1 of a FROM-scratch podman container.
+//!
+//! The path these tests take (no image registry is reachable where they run): the static
+//! musl binary is built on the host (`cargo build --release --target
+//! x86_64-unknown-linux-musl --target-dir target/static`), the project's Containerfile is
+//! built with `--target prebuilt` around it, and tests/container/Containerfile copies
+//! `/graceinit` out of that image (`COPY --from=`, as a user would) next to a static C test
+//! app (tests/container/testapp.c, built with `musl-gcc -static`). The Containerfile's Rust
+//! build stage is never reached here.
+//!
+//! Needs rootful podman configured by `ci/podman-setup.sh`; the tests fail, never skip,
+//! when podman or musl-gcc is missing or cannot run a container.
+
+use std::borrow::BorrowMut;
+use std::ffi::OsStr;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// podman on two busy cores is slow and the tests time `podman stop`: one at a time.
+static LOCK: Mutex<()> = Mutex::new(());
+
+fn serialize() -> MutexGuard<'static, ()> {
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
+const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
+/// Where the Containerfile's prebuilt stage looks for the binary by default (its
+/// `GRACEINIT_BINARY`), relative to the build context.
+const PREBUILT_BINARY_PATH: &str = "target/x86_64-unknown-linux-musl/release/graceinit";
+
+/// Any single podman command (build, run, stop, inspect) gets this long.
+const PODMAN_TIMEOUT: Duration = Duration::from_secs(90);
+/// A clean static release build (lto, one codegen unit) takes ~2 minutes on two cores.
+const STATIC_BUILD_TIMEOUT: Duration = Duration::from_secs(20 * 60);
+/// `podman stop -t 10` must return well before its 10 s SIGKILL fallback.
+const STOP_TIMEOUT_ARG: &str = "10";
+const STOP_WELL_BEFORE: Duration = Duration::from_secs(6);
+
+// ---------------------------------------------------------------------------------------
+// Running commands with a bound on every wait
+
+struct Output {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+impl Output {
+    fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+}
+
+fn scratch_dir() -> PathBuf {
+    let dir =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("container-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+    dir
+}
+
+/// Runs `cmd` to completion or kills it at `timeout` and panics. Output goes to files, not
+/// pipes: `podman run -d` leaves conmon behind, which must not keep a reader waiting.
+fn run(mut cmd: impl BorrowMut<Command>, timeout: Duration) -> Output {
+    let cmd = cmd.borrow_mut();
+    static SEQ: AtomicUsize = AtomicUsize::new(0);
+    let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+    let dir = scratch_dir();
+    let out_path = dir.join(format!("cmd-{seq}.stdout"));
+    let err_path = dir.join(format!("cmd-{seq}.stderr"));
+    let described = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(&out_path).unwrap())
+        .stderr(fs::File::create(&err_path).unwrap())
+        .spawn()
+        .unwrap_or_else(|e| {
+            let program = cmd.get_program().to_string_lossy().into_owned();
+            if e.kind() == std::io::ErrorKind::NotFound {
+                panic!(
+                    "`{program}` is not installed, so the container tests cannot run: \
+                     run `bash ci/podman-setup.sh` as root ({e})"
+                )
+            }
+            panic!("cannot start {described}: {e}")
+        });
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waiting for a child") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{described} did not finish within {timeout:?}; its stderr:\n{}",
+                fs::read_to_string(&err_path).unwrap_or_default()
+            );
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    let output = Output {
+        status,
+        stdout: fs::read_to_string(&out_path).unwrap_or_default(),
+        stderr: fs::read_to_string(&err_path).unwrap_or_default(),
+    };
+    let _ = fs::remove_file(&out_path);
+    let _ = fs::remove_file(&err_path);
+    output
+}
+
+/// Runs `cmd` and panics, with its output, unless it exits 0.
+fn run_ok(mut cmd: impl BorrowMut<Command>, timeout: Duration) -> Output {
+    let cmd = cmd.borrow_mut();
+    let described = format!("{cmd:?}");
+    let output = run(cmd, timeout);
+    assert!(
+        output.status.success(),
+        "{described} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        output.stdout,
+        output.stderr
+    );
+    output
+}
+
+fn podman<I, S>(args: I) -> Command
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut cmd = Command::new("podman");
+    cmd.args(args);
+    cmd
+}
+
+// ---------------------------------------------------------------------------------------
+// Static binaries, built once per test binary
+
+struct Artifacts {
+    graceinit: PathBuf,
+    testapp: PathBuf,
+}
+
+/// Built at most once; a failure is kept so that every test reports it without rebuilding.
+fn artifacts() -> &'static Artifacts {
+    static ARTIFACTS: OnceLock<Result<Artifacts, String>> = OnceLock::new();
+    match ARTIFACTS.get_or_init(|| std::panic::catch_unwind(build_artifacts).map_err(panic_text)) {
+        Ok(artifacts) => artifacts,
+        Err(message) => panic!("{message}"),
+    }
+}
+
+fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "building the static binaries failed".into())
+}
+
+fn build_artifacts() -> Artifacts {
+    check_podman_works();
+
+    // Its own target dir: `cargo test` holds the lock on target/ while this runs.
+    let target_dir = Path::new(MANIFEST_DIR).join("target/static");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    run_ok(
+        Command::new(cargo)
+            .current_dir(MANIFEST_DIR)
+            .args([
+                "build",
+                "--release",
+                "--target",
+                MUSL_TARGET,
+                "--target-dir",
+            ])
+            .arg(&target_dir),
+        STATIC_BUILD_TIMEOUT,
+    );
+    let graceinit = target_dir.join(MUSL_TARGET).join("release/graceinit");
+    assert_static(&graceinit);
+
+    let testapp = target_dir.join("container-testapp");
+    run_ok(
+        Command::new("musl-gcc")
+            .args(["-static", "-O2", "-Wall", "-Werror", "-o"])
+            .arg(&testapp)
+            .arg(Path::new(MANIFEST_DIR).join("tests/container/testapp.c")),
+        Duration::from_secs(120),
+    );
+    assert_static(&testapp);
+    Artifacts { graceinit, testapp }
+}
+
+fn check_podman_works() {
+    let info = run(
+        podman(["info", "--format", "{{.Host.OCIRuntime.Name}}"]),
+        PODMAN_TIMEOUT,
+    );
+    assert!(
+        info.status.success(),
+        "podman cannot run here (`podman info` failed: {}); run `bash ci/podman-setup.sh` \
+         as root:\n{}",
+        info.status,
+        info.stderr
+    );
+}
+
+/// A FROM-scratch image has no dynamic loader: the ELF must have no PT_INTERP program header
+/// (a static-pie still has PT_DYNAMIC, for its own relocations, so that one is allowed).
+fn assert_static(path: &Path) {
+    const PT_INTERP: u32 = 3;
+    let elf = fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    assert!(
+        elf.len() > 64 && &elf[..4] == b"\x7fELF" && elf[4] == 2 && elf[5] == 1,
+        "{} is not a 64-bit little-endian ELF file",
+        path.display()
+    );
+    let u16_at = |at: usize| u16::from_le_bytes(elf[at..at + 2].try_into().unwrap()) as usize;
+    let phoff = u64::from_le_bytes(elf[0x20..0x28].try_into().unwrap()) as usize;
+    let (phentsize, phnum) = (u16_at(0x36), u16_at(0x38));
+    assert!(phnum > 0, "{} has no program headers", path.display());
+    for i in 0..phnum {
+        let at = phoff + i * phentsize;
+        let p_type = u32::from_le_bytes(elf[at..at + 4].try_into().unwrap());
+        assert_ne!(
+            p_type,
+            PT_INTERP,
+            "{} is dynamically linked (it names a program interpreter), so it cannot run \
+             FROM scratch",
+            path.display()
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Images and containers, removed when the test ends, passed or failed
+
+/// Everything one test created in podman; `Drop` removes it (containers first, then images,
+/// newest first) even when the test panics.
+struct PodmanEnv {
+    prefix: String,
+    containers: Vec<String>,
+    images: Vec<String>,
+    dirs: Vec<PathBuf>,
+}
+
+impl PodmanEnv {
+    fn new(test: &str) -> PodmanEnv {
+        PodmanEnv {
+            prefix: format!("graceinit-test-{}-{test}", std::process::id()),
+            containers: Vec::new(),
+            images: Vec::new(),
+            dirs: Vec::new(),
+        }
+    }
+
+    fn context_dir(&mut self, name: &str) -> PathBuf {
+        let dir = scratch_dir().join(format!("{}-{name}", self.prefix));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        self.dirs.push(dir.clone());
+        dir
+    }
+
+    /// `podman build` without cached intermediate images, so that removing the tagged image
+    /// leaves nothing behind; `--pull=never`: there is no registry.
+    fn build(
+        &mut self,
+        name: &str,
+        containerfile: &Path,
+        context: &Path,
+        extra: &[&str],
+    ) -> String {
+        let image = format!("localhost/{}-{name}:test", self.prefix);
+        self.images.push(image.clone());
+        run_ok(
+            podman([
+                "build",
+                "--pull=never",
+                "--layers=false",
+                "--quiet",
+                "-t",
+                &image,
+                "-f",
+            ])
+            .arg(containerfile)
+            .args(extra)
+            .arg(context),
+            PODMAN_TIMEOUT,
+        );
+        image
+    }
+
+    /// The project's Containerfile, `--target prebuilt`, from a context laid out like the
+    /// repository after `cargo build --release --target x86_64-unknown-linux-musl`, so that
+    /// the stage's default `GRACEINIT_BINARY` is what gets exercised.
+    fn build_graceinit_image(&mut self) -> String {
+        let context = self.context_dir("prebuilt-context");
+        let binary = context.join(PREBUILT_BINARY_PATH);
+        fs::create_dir_all(binary.parent().unwrap()).unwrap();
+        fs::copy(&artifacts().graceinit, &binary).unwrap();
+        let containerfile = Path::new(MANIFEST_DIR).join("Containerfile");
+        self.build(
+            "graceinit",
+            &containerfile,
+            &context,
+            &["--target", "prebuilt"],
+        )
+    }
+
+    /// graceinit (from [`PodmanEnv::build_graceinit_image`]) as ENTRYPOINT, plus /testapp.
+    fn build_test_image(&mut self) -> String {
+        let graceinit_image = self.build_graceinit_image();
+        let context = self.context_dir("app-context");
+        fs::copy(&artifacts().testapp, context.join("testapp")).unwrap();
+        let containerfile = Path::new(MANIFEST_DIR).join("tests/container/Containerfile");
+        let build_arg = format!("GRACEINIT_IMAGE={graceinit_image}");
+        self.build(
+            "app",
+            &containerfile,
+            &context,
+            &["--build-arg", &build_arg],
+        )
+    }
+
+    fn container_name(&mut self, name: &str) -> String {
+        let container = format!("{}-{name}", self.prefix);
+        self.containers.push(container.clone());
+        container
+    }
+
+    /// `podman run -d`; `run_args` go before the image, `command` after it (the CMD).
+    fn run_detached(
+        &mut self,
+        name: &str,
+        run_args: &[&str],
+        image: &str,
+        command: &[&str],
+    ) -> String {
+        let container = self.container_name(name);
+        run_ok(
+            podman(["run", "-d", "--pull=never", "--name", &container])
+                .args(run_args)
+                .arg(image)
+                .args(command),
+            PODMAN_TIMEOUT,
+        );
+        container
+    }
+}
+
+impl Drop for PodmanEnv {
+    fn drop(&mut self) {
+        let bound = Duration::from_secs(60);
+        for container in self.containers.iter().rev() {
+            let _ =
+                std::panic::catch_unwind(|| run(podman(["rm", "-f", "-t", "0", container]), bound));
+        }
+        for image in self.images.iter().rev() {
+            let _ = std::panic::catch_unwind(|| run(podman(["rmi", "-f", image]), bound));
+        }
+        for dir in &self.dirs {
+            let _ = fs::remove_dir_all(dir);
+        }
+        // Gone once empty, i.e. after the last test of this process.
+        let _ = fs::remove_dir(scratch_dir());
+    }
+}
+
+/// stdout and stderr of the container (graceinit logs to stderr, the app to stdout).
+fn logs(container: &str) -> String {
+    let out = run_ok(podman(["logs", container]), PODMAN_TIMEOUT);
+    format!("{}{}", out.stdout, out.stderr)
+}
+
+/// Waits for the app's "ready ..." line (printed once its signal handling is set up) and
+/// returns it.
+fn wait_ready(container: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let logs = logs(container);
+        if let Some(line) = logs.lines().find(|line| line.starts_with("ready ")) {
+            return line.to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{container}: the app did not report ready within 30 s; logs:\n{logs}"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The fields of the app's "ready pid=P ppid=Q sigterm=S blocked=B" line, by name.
+fn ready_field<'a>(line: &'a str, key: &str) -> &'a str {
+    line.split_whitespace()
+        .find_map(|word| word.strip_prefix(key)?.strip_prefix('='))
+        .unwrap_or_else(|| panic!("no {key}= in the app's line {line:?}"))
+}
+
+/// `podman stop -t <timeout>`; returns how long it took.
+fn stop(container: &str, timeout: &str) -> Duration {
+    let started = Instant::now();
+    run_ok(podman(["stop", "-t", timeout, container]), PODMAN_TIMEOUT);
+    started.elapsed()
+}
+
+fn inspect(container: &str, format: &str) -> String {
+    let out = run_ok(
+        podman(["inspect", "--format", format, container]),
+        PODMAN_TIMEOUT,
+    );
+    out.stdout.trim().to_string()
+}
+
+fn exit_code(container: &str) -> i32 {
+    let code = inspect(container, "{{.State.ExitCode}}");
+    code.parse()
+        .unwrap_or_else(|_| panic!("{container}: ExitCode {code:?} is not a number"))
+}
+
+// ---------------------------------------------------------------------------------------
+// The cases
+
+/// `podman stop` sends SIGTERM to PID 1 (graceinit), which forwards it to the app; the app
+/// exits 42 on its own handler and that is the container's exit code, long before podman's
+/// SIGKILL fallback.
+#[test]
+fn podman_stop_reaches_the_app_and_its_exit_code_comes_back() {
+    let _serial = serialize();
+    let mut env = PodmanEnv::new("stop42");
+    let image = env.build_test_image();
+    let container = env.run_detached("c", &[], &image, &["/testapp", "trap-term", "42"]);
+    let ready = wait_ready(&container);
+    assert_eq!(
+        ready_field(&ready, "ppid"),
+        "1",
+        "the app's parent is PID 1: {ready}"
+    );
+
+    let took = stop(&container, STOP_TIMEOUT_ARG);
+    assert_eq!(exit_code(&container), 42, "logs:\n{}", logs(&container));
+    assert!(
+        took < STOP_WELL_BEFORE,
+        "podman stop -t 10 took {took:?}: SIGTERM did not end the app, podman had to SIGKILL"
+    );
+    let logs = logs(&container);
+    assert_eq!(
+        logs.lines()
+            .filter(|line| *line == "caught SIGTERM")
+            .count(),
+        1,
+        "the app caught exactly one SIGTERM; logs:\n{logs}"
+    );
+}
+
+/// An app that exits by itself hands its exit code to `podman run`.
+#[test]
+fn the_apps_own_exit_code_is_the_containers() {
+    let _serial = serialize();
+    let mut env = PodmanEnv::new("exit7");
+    let image = env.build_test_image();
+    let container = env.container_name("c");
+    let out = run(
+        podman(["run", "--rm", "--pull=never", "--name", &container, &image])
+            .args(["/testapp", "exit", "7"]),
+        PODMAN_TIMEOUT,
+    );
+    assert_eq!(
+        out.code(),
+        Some(7),
+        "podman run: {}\nstderr:\n{}",
+        out.status,
+        out.stderr
+    );
+}
+
+/// The point of an init: an app with no SIGTERM handler would ignore SIGTERM as PID 1 (the
+/// kernel drops default-action signals for a namespace's init), so `podman stop` needs its
+/// SIGKILL fallback and the code is 137. Under graceinit the same app is an ordinary
+/// process, dies of the forwarded SIGTERM at once, and the container exits 143 (128 + 15,
+/// what tini reports too).
+#[test]
+fn an_app_without_a_sigterm_handler_dies_of_sigterm_under_graceinit() {
+    let _serial = serialize();
+    let mut env = PodmanEnv::new("noterm");
+    let image = env.build_test_image();
+
+    let container = env.run_detached("graceinit", &[], &image, &["/testapp", "default-term"]);
+    let ready = wait_ready(&container);
+    assert_eq!(
+        (
+            ready_field(&ready, "ppid"),
+            ready_field(&ready, "sigterm"),
+            ready_field(&ready, "blocked")
+        ),
+        ("1", "default", "no"),
+        "graceinit starts the app as its child with SIGTERM neither ignored nor blocked: {ready}"
+    );
+    let took = stop(&container, STOP_TIMEOUT_ARG);
+    assert_eq!(exit_code(&container), 143, "logs:\n{}", logs(&container));
+    assert!(
+        took < STOP_WELL_BEFORE,
+        "podman stop -t 10 took {took:?}: the forwarded SIGTERM did not kill the app"
+    );
+
+    // The control: the same app as PID 1 itself ignores SIGTERM and is SIGKILLed.
+    let alone = env.run_detached(
+        "alone",
+        &["--entrypoint", "/testapp"],
+        &image,
+        &["default-term"],
+    );
+    let ready = wait_ready(&alone);
+    assert_eq!(
+        ready_field(&ready, "pid"),
+        "1",
+        "without graceinit the app is PID 1: {ready}"
+    );
+    let took = stop(&alone, "2");
+    assert_eq!(
+        exit_code(&alone),
+        137,
+        "the app as PID 1 ignored SIGTERM and was SIGKILLed"
+    );
+    assert!(
+        took >= Duration::from_secs(2),
+        "podman waited its 2 s for SIGTERM: {took:?}"
+    );
+}
+
+/// graceinit is the container's PID 1 and the app is its only child, seen from the host:
+/// the container's init process is /graceinit, with PID 1 in its namespace.
+#[test]
+fn graceinit_is_pid_1_and_the_app_its_child() {
+    let _serial = serialize();
+    let mut env = PodmanEnv::new("pid1");
+    let image = env.build_test_image();
+    let container = env.run_detached("c", &[], &image, &["/testapp", "trap-term", "0"]);
+    let ready = wait_ready(&container);
+    let app_pid = ready_field(&ready, "pid").to_string();
+    assert_eq!(ready_field(&ready, "ppid"), "1", "{ready}");
+    assert_ne!(app_pid, "1", "{ready}");
+
+    let host_pid = inspect(&container, "{{.State.Pid}}");
+    let proc_dir = Path::new("/proc").join(&host_pid);
+    let cmdline = fs::read(proc_dir.join("cmdline")).unwrap();
+    assert_eq!(
+        cmdline, b"/graceinit\0--\0/testapp\0trap-term\x000\0",
+        "the container's init process is graceinit, with the image's ENTRYPOINT and CMD"
+    );
+    assert_eq!(
+        ns_pid(&proc_dir),
+        "1",
+        "graceinit's PID inside the container"
+    );
+
+    // Its children, over all its threads: exactly one, the app, which reported its own PID.
+    let mut children = Vec::new();
+    for task in fs::read_dir(proc_dir.join("task")).unwrap() {
+        let listed = fs::read_to_string(task.unwrap().path().join("children")).unwrap();
+        children.extend(listed.split_whitespace().map(str::to_string));
+    }
+    assert_eq!(
+        children.len(),
+        1,
+        "graceinit's children (host PIDs): {children:?}"
+    );
+    let app_dir = Path::new("/proc").join(&children[0]);
+    assert_eq!(ns_pid(&app_dir), app_pid, "the child is the app");
+
+    stop(&container, STOP_TIMEOUT_ARG);
+    assert_eq!(exit_code(&container), 0, "logs:\n{}", logs(&container));
+}
+
+/// The innermost PID namespace's view of a process: the last field of `NSpid:`.
+fn ns_pid(proc_dir: &Path) -> String {
+    let status = fs::read_to_string(proc_dir.join("status")).unwrap();
+    let line = status
+        .lines()
+        .find(|line| line.starts_with("NSpid:"))
+        .unwrap_or_else(|| panic!("no NSpid in {}/status", proc_dir.display()));
+    line.split_whitespace().last().unwrap().to_string()
+}
+
+/// The project's Containerfile as a user sees it: `--target prebuilt` builds from a local
+/// context with no registry, the image is one layer holding /graceinit with
+/// `ENTRYPOINT ["/graceinit", "--"]`, so the CMD is the supervised command.
+#[test]
+fn the_containerfile_prebuilt_stage_makes_a_scratch_image_with_graceinit_as_entrypoint() {
+    let _serial = serialize();
+    let mut env = PodmanEnv::new("containerfile");
+    let image = env.build_graceinit_image();
+    let config = run_ok(
+        podman([
+            "image",
+            "inspect",
+            "--format",
+            "{{json .Config.Entrypoint}} {{json .Config.Cmd}} {{len .RootFS.Layers}}",
+            &image,
+        ]),
+        PODMAN_TIMEOUT,
+    );
+    assert_eq!(config.stdout.trim(), r#"["/graceinit","--"] null 1"#);
+
+    // CMD runs under graceinit: the image's only program, as app, exits 0...
+    let container = env.container_name("sleep");
+    let out = run(
+        podman(["run", "--rm", "--pull=never", "--name", &container, &image]).args([
+            "/graceinit",
+            "sleep",
+            "10ms",
+        ]),
+        PODMAN_TIMEOUT,
+    );
+    assert_eq!(out.code(), Some(0), "stderr:\n{}", out.stderr);
+    // ...and a command the scratch image does not have is graceinit's 127.
+    let container = env.container_name("missing");
+    let out = run(
+        podman([
+            "run",
+            "--rm",
+            "--pull=never",
+            "--name",
+            &container,
+            &image,
+            "/bin/sh",
+        ]),
+        PODMAN_TIMEOUT,
+    );
+    assert_eq!(out.code(), Some(127), "stderr:\n{}", out.stderr);
+    // podman says 127 too when it cannot start the entrypoint itself: make sure this one
+    // came from graceinit, which names the command, not from the OCI runtime.
+    assert!(
+        out.stderr.contains("/bin/sh") && !out.stderr.contains("OCI runtime"),
+        "graceinit, running, reported the missing command; stderr:\n{}",
+        out.stderr
+    );
+}
