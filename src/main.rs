@@ -20,6 +20,10 @@ use std::ffi::OsString;
 
 use cli::Invocation;
 
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
+
 fn main() {
     std::process::exit(run());
 }

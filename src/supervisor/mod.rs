@@ -91,9 +91,12 @@ pub fn run(settings: Settings, command: Vec<OsString>) -> i32 {
                 return exit_code::FAILURE;
             }
         };
-        Supervisor::start(settings, command, reaper, pid1, take_terminal, signals)
+        let code = Supervisor::start(settings, command, reaper, pid1, take_terminal, signals)
             .await
-            .unwrap_or_else(|code| code)
+            .unwrap_or_else(|code| code);
+        // Exit here, with every handler still installed: unregistering them one by one
+        // costs more than the whole start-up of the app, and nothing is left to do.
+        std::process::exit(code)
     })
 }
 
