@@ -44,14 +44,15 @@ fn run() -> i32 {
 fn supervise(args: cli::SuperviseArgs) -> i32 {
     let overrides = args.overrides();
     let settings = match &args.config {
-        Some(path) => match config::load(path, &overrides) {
-            Ok(settings) => settings,
-            Err(e) => {
-                eprintln!("graceinit: {e}");
-                return exit_code::USAGE;
-            }
-        },
+        Some(path) => config::load(path, &overrides),
         None => config::defaults(&overrides),
+    };
+    let settings = match settings {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("graceinit: {e}");
+            return exit_code::USAGE;
+        }
     };
     logging::init(settings.log_level, settings.log_format);
     for warning in &settings.warnings {

@@ -48,7 +48,7 @@ pub struct AppTable {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SignalsTable {
-    pub drain: Option<Vec<SignalValue>>,
+    pub drain: Option<Spanned<Vec<SignalValue>>>,
     #[serde(default)]
     pub rewrite: BTreeMap<SignalValue, RewriteTarget>,
     #[serde(default)]
@@ -191,10 +191,20 @@ impl<'de> Deserialize<'de> for DurationValue {
     }
 }
 
+/// Durations longer than this are rejected: deadlines are `Instant`s, and no timeout
+/// of a container's lifecycle is meant to be longer.
+const LONGEST: Duration = Duration::from_secs(365 * 24 * 3600);
+
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim()).map_err(|e| {
+    let duration = humantime::parse_duration(text.trim()).map_err(|e| {
         format!("`{text}` is not a duration ({e}); expected a number with a unit, like \"500ms\", \"30s\", \"2m\" or \"1h\"")
-    })
+    })?;
+    if duration > LONGEST {
+        return Err(format!(
+            "`{text}` is longer than a year, the longest duration graceinit accepts"
+        ));
+    }
+    Ok(duration)
 }
 
 /// A signal given by name ("SIGTERM", "TERM") or number.

@@ -20,9 +20,10 @@ use toml::Spanned;
 pub use error::ConfigError;
 pub use file::{LogFormat, LogLevel, OnFailure, RestartPolicy, parse_duration, parse_target};
 
+use crate::signals::signal_name;
 use crate::signals::{Rewrite, SignalTarget};
 use error::Locator;
-use file::{ActionTable, ConfigFile, DurationValue, Text};
+use file::{ActionTable, ConfigFile, DurationValue, SignalValue, Text};
 
 pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Kubernetes' default terminationGracePeriodSeconds.
@@ -243,10 +244,10 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Settings, ConfigError>
     })
 }
 
-/// No file: the defaults (a plain tini/dumb-init replacement) plus overrides.
-pub fn defaults(overrides: &Overrides) -> Settings {
+/// No file: the defaults (a plain tini/dumb-init replacement) plus overrides, which
+/// can still contradict each other (`--stop-timeout` longer than the grace period).
+pub fn defaults(overrides: &Overrides) -> Result<Settings, ConfigError> {
     resolve(None, overrides, |name| std::env::var(name).ok())
-        .expect("the defaults and flag values are valid without a file")
 }
 
 fn resolve(
@@ -278,9 +279,14 @@ struct Resolver<'a, E> {
 
 impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
     fn error(&self, span: Range<usize>, message: impl Into<String>) -> ConfigError {
-        match &self.locator {
-            Some(locator) => locator.error(span, message),
-            None => ConfigError {
+        self.error_at(Some(span), message)
+    }
+
+    /// An error located in the file, or (`None`, or no file) on the command line.
+    fn error_at(&self, span: Option<Range<usize>>, message: impl Into<String>) -> ConfigError {
+        match (&self.locator, span) {
+            (Some(locator), Some(span)) => locator.error(span, message),
+            _ => ConfigError {
                 path: PathBuf::from("<command line>"),
                 line: 0,
                 column: 0,
@@ -331,13 +337,14 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
             .or(app.grace_period.as_ref().map(|d| d.get_ref().0))
             .unwrap_or(DEFAULT_GRACE_PERIOD);
         if stop_timeout > grace_period {
-            let span = app
-                .stop_timeout
-                .as_ref()
-                .or(app.grace_period.as_ref())
-                .map_or(0..0, Spanned::span);
-            return Err(self.error(
-                span,
+            // Point at the file's value unless both came from the command line.
+            let in_file = match (overrides.stop_timeout, overrides.grace_period) {
+                (None, _) => app.stop_timeout.as_ref(),
+                (Some(_), None) => app.grace_period.as_ref(),
+                (Some(_), Some(_)) => None,
+            };
+            return Err(self.error_at(
+                in_file.map(Spanned::span),
                 format!(
                     "stop_timeout ({}) is longer than grace_period ({}): the app could never get its stop_timeout before SIGKILL",
                     humantime::format_duration(stop_timeout),
@@ -423,11 +430,7 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
                 .signal_target
                 .or(app.signal_target.map(|t| t.0))
                 .unwrap_or_default(),
-            drain_signals: file
-                .signals
-                .drain
-                .map(|signals| signals.iter().map(|s| s.0).collect())
-                .unwrap_or_else(|| vec![libc::SIGTERM]),
+            drain_signals: self.drain_signals(file.signals.drain.as_ref())?,
             rewrite,
             remap_exit,
             pdeathsig: overrides.pdeathsig,
@@ -440,6 +443,36 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
             warn_on_reap: overrides.warn_on_reap,
             warnings: std::mem::take(&mut self.warnings),
         })
+    }
+
+    fn drain_signals(
+        &self,
+        drain: Option<&Spanned<Vec<SignalValue>>>,
+    ) -> Result<Vec<c_int>, ConfigError> {
+        let Some(drain) = drain else {
+            return Ok(vec![libc::SIGTERM]);
+        };
+        let caught = crate::sys::signals::caught();
+        if let Some(bad) = drain
+            .get_ref()
+            .iter()
+            .find(|s| !caught.contains(&s.0) || s.0 == libc::SIGCHLD)
+        {
+            return Err(self.error(
+                drain.span(),
+                format!(
+                    "{} cannot start the drain: graceinit does not catch it",
+                    signal_name(bad.0)
+                ),
+            ));
+        }
+        if drain.get_ref().is_empty() {
+            return Err(self.error(
+                drain.span(),
+                "`drain` needs at least one signal (the default is [\"SIGTERM\"])",
+            ));
+        }
+        Ok(drain.get_ref().iter().map(|s| s.0).collect())
     }
 
     fn hooks(

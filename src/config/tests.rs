@@ -228,7 +228,7 @@ fn flags_override_the_file() {
 
 #[test]
 fn defaults_are_a_plain_init() {
-    let s = defaults(&Overrides::default());
+    let s = defaults(&Overrides::default()).unwrap();
     assert!(s.command.is_empty());
     assert_eq!(s.drain_signals, [libc::SIGTERM]);
     assert_eq!(s.grace_period, DEFAULT_GRACE_PERIOD);
@@ -236,4 +236,64 @@ fn defaults_are_a_plain_init() {
     assert_eq!(s.signal_target, SignalTarget::Group);
     assert_eq!(s.rewrite.apply(libc::SIGTSTP), Some(libc::SIGSTOP));
     assert!(s.not_yet_active().is_empty());
+}
+
+#[test]
+fn drain_signals_must_be_catchable() {
+    let (line, column, message) = error("[signals]\ndrain = [\"SIGTERM\", \"SIGKILL\"]\n");
+    assert_eq!((line, column), (2, 9));
+    assert!(
+        message.contains("SIGKILL cannot start the drain"),
+        "{message}"
+    );
+    let (_, _, message) = error("[signals]\ndrain = [\"SIGRTMIN+1\"]\n");
+    assert!(
+        message.contains("SIGRTMIN+1 cannot start the drain"),
+        "{message}"
+    );
+    let (_, _, message) = error("[signals]\ndrain = []\n");
+    assert!(message.contains("at least one signal"), "{message}");
+}
+
+#[test]
+fn a_conflict_from_the_command_line_is_not_blamed_on_the_file() {
+    let overrides = Overrides {
+        stop_timeout: Some(Duration::from_secs(50)),
+        grace_period: Some(Duration::from_secs(40)),
+        ..Overrides::default()
+    };
+    let e = resolve(Some((Path::new("g.toml"), "[app]\n")), &overrides, env).unwrap_err();
+    assert_eq!(e.path, Path::new("<command line>"));
+    let overrides = Overrides {
+        stop_timeout: Some(Duration::from_secs(50)),
+        ..Overrides::default()
+    };
+    let e = resolve(
+        Some((Path::new("g.toml"), "[app]\ngrace_period = \"40s\"\n")),
+        &overrides,
+        env,
+    )
+    .unwrap_err();
+    assert_eq!((e.line, e.column), (2, 16));
+}
+
+#[test]
+fn contradicting_flags_without_a_file_are_an_error() {
+    let overrides = Overrides {
+        stop_timeout: Some(Duration::from_secs(50)),
+        ..Overrides::default()
+    };
+    let e = defaults(&overrides).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "<command line>: stop_timeout (50s) is longer than grace_period (30s): the app could never get its stop_timeout before SIGKILL"
+    );
+}
+
+#[test]
+fn absurd_durations_are_rejected_not_overflowed() {
+    let (line, column, message) = error("[app]\ngrace_period = \"100000000000h\"\n");
+    assert_eq!((line, column), (2, 16));
+    assert!(message.contains("longer than a year"), "{message}");
+    assert!(parse_duration("18446744073709551615s").is_err());
 }
