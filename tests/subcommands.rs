@@ -88,15 +88,27 @@ fn probe_http_fails_when_nothing_listens_or_nothing_answers() {
     let url = format!("http://127.0.0.1:{}/", closed_port());
     let done = graceinit(&["probe", &url, "--timeout", "5s"]);
     done.assert_code(1);
-    assert!(done.stderr.to_lowercase().contains("refused"), "{}", done.stderr);
+    assert!(
+        done.stderr.to_lowercase().contains("refused"),
+        "{}",
+        done.stderr
+    );
 
     // Accepts the connection and never answers: the timeout decides.
     let silent = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/", silent.local_addr().unwrap());
     let done = graceinit(&["probe", &url, "--timeout", "300ms"]);
     done.assert_code(1);
-    assert!(done.stderr.contains("no answer within 300ms"), "{}", done.stderr);
-    assert!(done.elapsed < Duration::from_secs(5), "took {:?}", done.elapsed);
+    assert!(
+        done.stderr.contains("no answer within 300ms"),
+        "{}",
+        done.stderr
+    );
+    assert!(
+        done.elapsed < Duration::from_secs(5),
+        "took {:?}",
+        done.elapsed
+    );
 }
 
 #[test]
@@ -110,9 +122,18 @@ fn probe_tcp_checks_the_connection() {
 
 #[test]
 fn probe_rejects_what_it_cannot_check_with_usage_error() {
-    for url in ["ftp://127.0.0.1/", "not a url", "tcp://127.0.0.1", "tcp://:80"] {
+    for url in [
+        "ftp://127.0.0.1/",
+        "not a url",
+        "tcp://127.0.0.1",
+        "tcp://:80",
+    ] {
         let done = graceinit(&["probe", url]);
         done.assert_code(2);
-        assert!(done.stderr.contains("graceinit probe:"), "{url}: {}", done.stderr);
+        assert!(
+            done.stderr.contains("graceinit probe:"),
+            "{url}: {}",
+            done.stderr
+        );
     }
 }
