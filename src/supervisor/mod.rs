@@ -179,7 +179,7 @@ impl Supervisor {
         };
         supervisor.events.record(
             Reason::Started,
-            format!("started {:?} as pid {}", command[0], spawned.pid),
+            format!("app {:?} is pid {}", command[0], spawned.pid),
         );
         let post_start = supervisor.settings.hooks.post_start.clone();
         let task = supervisor.spawn_hooks(HookPhase::PostStart, post_start, None);
