@@ -15,7 +15,6 @@ use std::io;
 use std::process::Command;
 use std::sync::Mutex;
 
-use libc::c_int;
 use nix::errno::Errno;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
@@ -74,16 +73,14 @@ pub enum Children {
 pub struct Reaper {
     waiters: Mutex<HashMap<Pid, oneshot::Sender<ExitStatus>>>,
     inherited: InheritedSignals,
-    caught: Vec<c_int>,
     warn_on_orphan: bool,
 }
 
 impl Reaper {
-    pub fn new(inherited: InheritedSignals, caught: Vec<c_int>, warn_on_orphan: bool) -> Self {
+    pub fn new(inherited: InheritedSignals, warn_on_orphan: bool) -> Self {
         Reaper {
             waiters: Mutex::new(HashMap::new()),
             inherited,
-            caught,
             warn_on_orphan,
         }
     }
@@ -94,7 +91,6 @@ impl Reaper {
         let mut waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
         let options = SpawnOptions {
             inherited: &self.inherited,
-            caught: &self.caught,
             take_terminal,
         };
         let pid = spawn(cmd, options)?;

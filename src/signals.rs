@@ -59,7 +59,7 @@ pub fn parse_signal(text: &str) -> Result<c_int, String> {
         return Ok(number);
     }
     if let Some(offset) = bare.strip_prefix("RTMIN") {
-        let offset: c_int = if offset.is_empty() {
+        let offset: u8 = if offset.is_empty() {
             0
         } else {
             offset
@@ -67,7 +67,7 @@ pub fn parse_signal(text: &str) -> Result<c_int, String> {
                 .and_then(|n| n.parse().ok())
                 .ok_or_else(|| format!("unknown signal `{text}`"))?
         };
-        let number = libc::SIGRTMIN() + offset;
+        let number = libc::SIGRTMIN() + c_int::from(offset);
         if number <= libc::SIGRTMAX() {
             return Ok(number);
         }
@@ -116,13 +116,12 @@ pub struct Rewrite {
 }
 
 impl Rewrite {
-    /// dumb-init's default in its setsid mode: job-control stops become SIGSTOP, because
+    /// dumb-init's default in its setsid mode: a terminal stop becomes SIGSTOP, because
     /// the app's process group is orphaned in its new session and would ignore TSTP.
+    /// (TTIN and TTOU are ignored by graceinit itself, as under tini.)
     pub fn job_control_defaults() -> Self {
         let mut rewrite = Rewrite::default();
-        for sig in [libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU] {
-            rewrite.set(sig, Some(libc::SIGSTOP));
-        }
+        rewrite.set(libc::SIGTSTP, Some(libc::SIGSTOP));
         rewrite
     }
 
@@ -167,6 +166,9 @@ mod tests {
         assert!(parse_signal("SIGNOPE").is_err());
         assert!(parse_signal("0").is_err());
         assert!(parse_signal("99").is_err());
+        assert!(parse_signal("SIGRTMIN+2147483647").is_err());
+        assert!(parse_signal("SIGRTMIN+-3").is_err());
+        assert!(parse_signal("SIGRTMIN+99").is_err());
     }
 
     #[test]

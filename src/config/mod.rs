@@ -353,10 +353,9 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
             ));
         }
 
-        let mut rewrite = match overrides.signal_target.or(app.signal_target.map(|t| t.0)) {
-            Some(SignalTarget::Child) => Rewrite::default(),
-            _ => Rewrite::job_control_defaults(),
-        };
+        // The app always has a session of its own, so in either signal target mode a
+        // TSTP would be discarded by the kernel (orphaned process group).
+        let mut rewrite = Rewrite::job_control_defaults();
         for (from, to) in &file.signals.rewrite {
             rewrite.set(from.0, to.0);
         }
@@ -486,6 +485,8 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
             .map(|(i, table)| {
                 let span = table.span();
                 let t = table.get_ref();
+                // A sleep hook's time is its duration unless a timeout says otherwise.
+                let default_timeout = t.sleep.map_or(DEFAULT_HOOK_TIMEOUT, |d| d.0);
                 let probe_only = [
                     ("initial_delay", t.initial_delay.as_ref().map(Spanned::span)),
                     ("period", t.period.as_ref().map(Spanned::span)),
@@ -513,7 +514,7 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
                     timeout: t
                         .timeout
                         .as_ref()
-                        .map_or(DEFAULT_HOOK_TIMEOUT, |d| d.get_ref().0),
+                        .map_or(default_timeout, |d| d.get_ref().0),
                     on_failure: t
                         .on_failure
                         .as_ref()

@@ -222,8 +222,8 @@ fn flags_override_the_file() {
     assert_eq!(s.grace_period, Duration::from_secs(60));
     assert_eq!(s.signal_target, SignalTarget::Child);
     assert_eq!(s.remap_exit.get(&143), Some(&7));
-    // Child mode has no job-control rewrite (dumb-init only rewrites in setsid mode).
-    assert_eq!(s.rewrite.apply(libc::SIGTSTP), Some(libc::SIGTSTP));
+    // The app has its own session in child mode too: TSTP must become STOP.
+    assert_eq!(s.rewrite.apply(libc::SIGTSTP), Some(libc::SIGSTOP));
 }
 
 #[test]

@@ -8,7 +8,7 @@ use nix::unistd::Pid;
 use tokio::time::Instant;
 
 use super::Outcome;
-use super::relay::relay_lines;
+use super::relay::Relays;
 use crate::reaper::Reaper;
 use crate::sys::process::signal_group;
 
@@ -16,8 +16,13 @@ use crate::sys::process::signal_group;
 /// process that left the group, e.g. with setsid, can hold the pipe open that long).
 const OUTPUT_GRACE: Duration = Duration::from_secs(1);
 
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one call site, every argument distinct"
+)]
 pub async fn run(
     reaper: &Reaper,
+    relays: &Relays,
     label: &str,
     argv: &[String],
     env: &BTreeMap<String, String>,
@@ -51,7 +56,7 @@ pub async fn run(
         Err(e) => return Outcome::Failed(format!("cannot run {:?}: {e}", argv[0])),
     };
     let group = KillGroupOnDrop(spawned.pid);
-    let relay = tokio::spawn(relay_lines(reader.into(), label.to_string()));
+    let relayed = relays.start(reader.into(), label.to_string());
 
     let outcome = tokio::select! {
         status = spawned.exit => match status {
@@ -64,7 +69,9 @@ pub async fn run(
     // A hook does not outlive its run: whatever is left of its group goes now, which also
     // closes the pipe so the relay can finish.
     drop(group);
-    let _ = tokio::time::timeout(OUTPUT_GRACE, relay).await;
+    // Normally immediate; a process that left the group may hold the pipe open, and is
+    // then given until graceinit exits (`Relays::finish`).
+    let _ = tokio::time::timeout(OUTPUT_GRACE, relayed).await;
     outcome
 }
 

@@ -12,6 +12,7 @@ use tokio::time::Instant;
 
 use crate::config::{Action, Hook, HttpRequest};
 use crate::reaper::Reaper;
+use relay::Relays;
 
 /// How one run of a hook ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,6 +54,7 @@ pub struct Report {
 pub struct Runner {
     reaper: Arc<Reaper>,
     http: OnceLock<reqwest::Client>,
+    relays: Relays,
 }
 
 impl Runner {
@@ -60,7 +62,13 @@ impl Runner {
         Runner {
             reaper,
             http: OnceLock::new(),
+            relays: Relays::default(),
         }
+    }
+
+    /// Lets hook output still in flight reach stderr (at most `within`), before exit.
+    pub async fn finish_output(&self, within: Duration) {
+        self.relays.finish(within).await;
     }
 
     /// Runs `hook` until it finishes, its timeout passes, or `deadline` (the drain's
@@ -80,18 +88,15 @@ impl Runner {
         };
         tracing::info!(hook = %label, action = %hook.action, "running hook");
         let outcome = match &hook.action {
+            // A sleep always succeeds, however it ends (DESIGN: hooks and probes).
             Action::Sleep(duration) => {
-                let wake = started + *duration;
-                tokio::time::sleep_until(wake.min(limit)).await;
-                if wake <= limit || cut_by_deadline {
-                    Outcome::Succeeded
-                } else {
-                    expired
-                }
+                tokio::time::sleep_until((started + *duration).min(limit)).await;
+                Outcome::Succeeded
             }
             Action::Exec { argv, env, workdir } => {
                 exec::run(
                     &self.reaper,
+                    &self.relays,
                     &label,
                     argv,
                     env,

@@ -2,14 +2,51 @@
 
 use std::io::Write;
 use std::os::fd::OwnedFd;
+use std::sync::Mutex;
+use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::unix::pipe;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// Every relay still copying output, so that graceinit can let them finish before it
+/// exits, including those of hooks that were aborted or outlived by a process that left
+/// their group.
+#[derive(Default)]
+pub struct Relays {
+    running: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Relays {
+    /// Starts relaying `reader` as `[label]` lines; the receiver fires at end of file.
+    pub fn start(&self, reader: OwnedFd, label: String) -> oneshot::Receiver<()> {
+        let (done, finished) = oneshot::channel();
+        let task = tokio::spawn(async move {
+            relay_lines(reader, label).await;
+            let _ = done.send(());
+        });
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        running.retain(|task| !task.is_finished());
+        running.push(task);
+        finished
+    }
+
+    /// Waits, at most `within`, for the relays still running.
+    pub async fn finish(&self, within: Duration) {
+        let tasks = std::mem::take(&mut *self.running.lock().unwrap_or_else(|e| e.into_inner()));
+        let deadline = Instant::now() + within;
+        for task in tasks {
+            let _ = tokio::time::timeout_at(deadline, task).await;
+        }
+    }
+}
 
 /// Copies every line from `reader` to stderr as `[label] line` until end of file.
 /// A last line without a newline is still printed. Each line is one `write`, so lines
 /// from different hooks never interleave mid-line.
-pub async fn relay_lines(reader: OwnedFd, label: String) {
+async fn relay_lines(reader: OwnedFd, label: String) {
     let Ok(receiver) = pipe::Receiver::from_owned_fd(reader) else {
         return;
     };

@@ -49,10 +49,11 @@ pub enum Stage {
     Killed,
 }
 
-/// What the drain does on a further drain signal, counted from the trigger.
+/// What the drain does on a drain signal that arrives after the trigger.
 ///
 /// A repeated SIGTERM changes nothing (kubelets and runtimes may deliver it more than
-/// once). Any other drain signal — a person pressing Ctrl-C again — moves one stage on.
+/// once). Any other drain signal is a person pressing Ctrl-C again: the first one after
+/// the trigger skips the remaining pre_stop hooks, the next sends SIGKILL.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Escalation {
     Ignore,
@@ -60,14 +61,12 @@ pub enum Escalation {
     KillNow,
 }
 
-pub fn escalation(signal: libc::c_int, stage: Stage) -> Escalation {
-    if signal == libc::SIGTERM {
-        return Escalation::Ignore;
-    }
-    match stage {
-        Stage::PreStop => Escalation::StopNow,
-        Stage::Stopping => Escalation::KillNow,
-        Stage::Killed => Escalation::Ignore,
+/// `presses` counts the non-SIGTERM drain signals since the trigger, this one included.
+pub fn escalation(signal: libc::c_int, presses: u32) -> Escalation {
+    match (signal, presses) {
+        (libc::SIGTERM, _) | (_, 0) => Escalation::Ignore,
+        (_, 1) => Escalation::StopNow,
+        _ => Escalation::KillNow,
     }
 }
 
@@ -94,19 +93,12 @@ mod tests {
     }
 
     #[test]
-    fn repeated_sigterm_is_ignored_other_drain_signals_escalate() {
-        assert_eq!(
-            escalation(libc::SIGTERM, Stage::PreStop),
-            Escalation::Ignore
-        );
-        assert_eq!(
-            escalation(libc::SIGINT, Stage::PreStop),
-            Escalation::StopNow
-        );
-        assert_eq!(
-            escalation(libc::SIGINT, Stage::Stopping),
-            Escalation::KillNow
-        );
-        assert_eq!(escalation(libc::SIGINT, Stage::Killed), Escalation::Ignore);
+    fn repeated_sigterm_is_ignored_other_drain_signals_escalate_by_count() {
+        assert_eq!(escalation(libc::SIGTERM, 1), Escalation::Ignore);
+        assert_eq!(escalation(libc::SIGTERM, 5), Escalation::Ignore);
+        // Ctrl-C three times: the first started the drain, the second stops, the third kills.
+        assert_eq!(escalation(libc::SIGINT, 1), Escalation::StopNow);
+        assert_eq!(escalation(libc::SIGINT, 2), Escalation::KillNow);
+        assert_eq!(escalation(libc::SIGQUIT, 3), Escalation::KillNow);
     }
 }

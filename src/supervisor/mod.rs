@@ -37,6 +37,9 @@ use drain::{Deadlines, Escalation, Stage, escalation};
 /// process stuck in uninterruptible sleep survives SIGKILL that long).
 const AFTER_SIGKILL: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// How long hook output still in flight may take to reach stderr before graceinit exits.
+const OUTPUT_AT_EXIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Runs `command` as the app under `settings` and returns graceinit's exit code.
 pub fn run(settings: Settings, command: Vec<OsString>) -> i32 {
     // First, before anything installs a handler: what the app must inherit.
@@ -77,11 +80,7 @@ pub fn run(settings: Settings, command: Vec<OsString>) -> i32 {
         }
     };
     let caught = sys::signals::caught();
-    let reaper = Arc::new(Reaper::new(
-        inherited,
-        caught.clone(),
-        settings.warn_on_reap,
-    ));
+    let reaper = Arc::new(Reaper::new(inherited, settings.warn_on_reap));
     runtime.block_on(async move {
         // Handlers go in before the app starts, so no signal between the two is lost.
         let signals = match Signals::new(&caught) {
@@ -119,6 +118,8 @@ struct Shutdown {
     deadlines: Deadlines,
     stage: Stage,
     pre_stop: Option<JoinHandle<()>>,
+    /// Drain signals other than SIGTERM received since the trigger.
+    presses: u32,
 }
 
 /// What hook tasks tell the supervisor.
@@ -142,6 +143,8 @@ struct Supervisor {
     messages: mpsc::UnboundedReceiver<Message>,
     sender: mpsc::UnboundedSender<Message>,
     tasks: Vec<JoinHandle<()>>,
+    /// The on_ready hooks while they run: a drain waits for them before deregistering.
+    on_ready: Option<JoinHandle<()>>,
 }
 
 impl Supervisor {
@@ -176,6 +179,7 @@ impl Supervisor {
             messages,
             sender,
             tasks: Vec::new(),
+            on_ready: None,
         };
         supervisor.events.record(
             Reason::Started,
@@ -217,7 +221,7 @@ impl Supervisor {
             self.on_drain_signal(sig);
         } else {
             self.forward(sig);
-            if matches!(sig, libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU) && !self.pid1 {
+            if sig == libc::SIGTSTP && !self.pid1 {
                 // dumb-init: stop ourselves too, so the shell that ran us sees the job stop;
                 // its SIGCONT then reaches us and is forwarded.
                 sys::process::stop_self();
@@ -244,25 +248,32 @@ impl Supervisor {
     }
 
     fn on_drain_signal(&mut self, sig: c_int) {
-        let Some(shutdown) = &self.shutdown else {
+        let Some(shutdown) = &mut self.shutdown else {
             self.begin_drain(sig);
             return;
         };
-        match escalation(sig, shutdown.stage) {
-            Escalation::Ignore => tracing::info!(
+        if sig != libc::SIGTERM {
+            shutdown.presses += 1;
+        }
+        match escalation(sig, shutdown.presses) {
+            Escalation::Ignore => tracing::warn!(
                 "{} during the drain: the drain is already under way",
                 signal_name(sig)
             ),
-            Escalation::StopNow => {
+            Escalation::StopNow if shutdown.stage == Stage::PreStop => {
                 tracing::warn!(
                     "{} during the drain: skipping the remaining pre_stop hooks",
                     signal_name(sig)
                 );
                 self.send_stop_signal(true);
             }
+            Escalation::StopNow => tracing::warn!(
+                "{} during the drain: the app already has its stop signal; once more kills it",
+                signal_name(sig)
+            ),
             Escalation::KillNow => {
                 tracing::warn!(
-                    "{} during the drain, after the stop signal: killing the app now",
+                    "{} during the drain, again: killing the app now",
                     signal_name(sig)
                 );
                 self.kill_app();
@@ -291,13 +302,16 @@ impl Supervisor {
                 deadlines.kill_at - deadlines.started_at,
             ),
         );
-        let pre_stop = (!hooks.is_empty())
-            .then(|| self.spawn_hooks(HookPhase::PreStop, hooks, Some(deadlines.stop_by)));
+        let on_ready = self.on_ready.take().filter(|task| !task.is_finished());
+        let pre_stop = (!hooks.is_empty() || on_ready.is_some()).then(|| {
+            self.spawn_hooks_after(on_ready, HookPhase::PreStop, hooks, Some(deadlines.stop_by))
+        });
         self.shutdown = Some(Shutdown {
             cause: Cause::DrainSignal(sig),
             deadlines,
             stage: Stage::PreStop,
             pre_stop,
+            presses: 0,
         });
         if self.shutdown.as_ref().is_some_and(|s| s.pre_stop.is_none()) {
             self.send_stop_signal(false);
@@ -380,7 +394,7 @@ impl Supervisor {
                 let on_ready = self.settings.hooks.on_ready.clone();
                 if !on_ready.is_empty() {
                     let task = self.spawn_hooks(HookPhase::OnReady, on_ready, None);
-                    self.tasks.push(task);
+                    self.on_ready = Some(task);
                 }
             }
             Message::PhaseDone(HookPhase::PostStart, false) if self.shutdown.is_none() => {
@@ -395,6 +409,7 @@ impl Supervisor {
                     ),
                     stage: Stage::PreStop,
                     pre_stop: None,
+                    presses: 0,
                 });
                 self.send_stop_signal(false);
             }
@@ -424,19 +439,39 @@ impl Supervisor {
         hooks: Vec<Hook>,
         deadline: Option<Instant>,
     ) -> JoinHandle<()> {
+        self.spawn_hooks_after(None, phase, hooks, deadline)
+    }
+
+    /// Like `spawn_hooks`, but first lets `before` finish (until `deadline`, then it is
+    /// aborted): a registration still in flight completes before the deregistration.
+    fn spawn_hooks_after(
+        &self,
+        before: Option<JoinHandle<()>>,
+        phase: HookPhase,
+        hooks: Vec<Hook>,
+        deadline: Option<Instant>,
+    ) -> JoinHandle<()> {
         let runner = self.runner.clone();
         let sender = self.sender.clone();
         tokio::spawn(async move {
-            let mut ok = true;
-            for hook in &hooks {
-                let report = runner.run(hook, deadline).await;
-                let failed = !report.outcome.is_success();
-                let _ = sender.send(Message::Report(phase, hook.on_failure, report));
-                if failed && hook.on_failure == OnFailure::Fail {
-                    ok = false;
-                    break;
+            if let Some(task) = before {
+                let abort = task.abort_handle();
+                let finished = match deadline {
+                    Some(deadline) => tokio::time::timeout_at(deadline, task).await.is_ok(),
+                    None => {
+                        let _ = task.await;
+                        true
+                    }
+                };
+                if !finished {
+                    tracing::warn!("on_ready hooks still running at the stop deadline: aborted");
+                    abort.abort();
                 }
             }
+            let ok = run_in_order(&runner, &hooks, deadline, |hook, report| {
+                let _ = sender.send(Message::Report(phase, hook.on_failure, report));
+            })
+            .await;
             let _ = sender.send(Message::PhaseDone(phase, ok));
         })
     }
@@ -465,6 +500,7 @@ impl Supervisor {
         for task in self
             .tasks
             .drain(..)
+            .chain(self.on_ready.take())
             .chain(self.shutdown.as_mut().and_then(|s| s.pre_stop.take()))
         {
             task.abort();
@@ -473,13 +509,24 @@ impl Supervisor {
 
         let post_stop = self.settings.hooks.post_stop.clone();
         if !post_stop.is_empty() {
+            // After a drain the kubelet's SIGKILL comes at the grace period's end: post_stop
+            // hooks get what is left of it, not more.
+            let deadline = match &self.shutdown {
+                Some(Shutdown {
+                    cause: Cause::DrainSignal(_),
+                    deadlines,
+                    ..
+                }) => Some(deadlines.kill_at),
+                _ => None,
+            };
             let runner = self.runner.clone();
             let reports = self
                 .while_reaping(async move {
                     let mut reports = Vec::new();
-                    for hook in &post_stop {
-                        reports.push((hook.on_failure, runner.run(hook, None).await));
-                    }
+                    run_in_order(&runner, &post_stop, deadline, |hook, report| {
+                        reports.push((hook.on_failure, report));
+                    })
+                    .await;
                     reports
                 })
                 .await;
@@ -488,6 +535,9 @@ impl Supervisor {
             }
             self.kill_leftovers().await;
         }
+        let runner = self.runner.clone();
+        self.while_reaping(runner.finish_output(OUTPUT_AT_EXIT))
+            .await;
 
         match self.shutdown.as_ref().map(|s| s.cause) {
             Some(Cause::FailedPostStart) => exit_code::FAILURE,
@@ -562,6 +612,34 @@ impl Supervisor {
             }
         }
     }
+}
+
+/// Runs `hooks` in order, handing each report to `report`, and stops early when one with
+/// `on_failure = "fail"` fails (returning false) or when `deadline` has passed: a hook
+/// with no time left is not started at all.
+async fn run_in_order(
+    runner: &Runner,
+    hooks: &[Hook],
+    deadline: Option<Instant>,
+    mut report: impl FnMut(&Hook, Report),
+) -> bool {
+    for (i, hook) in hooks.iter().enumerate() {
+        if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+            let skipped: Vec<String> = hooks[i..].iter().map(Hook::label).collect();
+            tracing::warn!(
+                "the drain deadline has passed: not starting {}",
+                skipped.join(", ")
+            );
+            return true;
+        }
+        let result = runner.run(hook, deadline).await;
+        let failed = !result.outcome.is_success();
+        report(hook, result);
+        if failed && hook.on_failure == OnFailure::Fail {
+            return false;
+        }
+    }
+    true
 }
 
 async fn sleep_until_some(deadline: Option<Instant>) {

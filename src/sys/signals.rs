@@ -19,7 +19,14 @@ const NOT_CAUGHT: &[c_int] = &[
     libc::SIGABRT,
     libc::SIGSYS,
     libc::SIGPIPE,
+    libc::SIGTTIN,
+    libc::SIGTTOU,
 ];
+
+/// Ignored by graceinit itself, as tini does: a background graceinit writing a log line
+/// to a `tostop` terminal would otherwise be stopped (or, with a handler, livelock).
+/// They concern whoever reads or writes the terminal, which graceinit does not forward.
+const IGNORED: &[c_int] = &[libc::SIGTTIN, libc::SIGTTOU];
 
 /// Every signal graceinit catches: the standard ones (1-31) it may forward, plus
 /// SIGCHLD. Real-time signals are not caught, as under dumb-init: each handler costs
@@ -36,12 +43,13 @@ pub fn caught() -> Vec<c_int> {
 #[derive(Clone)]
 pub struct InheritedSignals {
     mask: libc::sigset_t,
-    ignored: Vec<c_int>,
+    /// Every signal whose disposition graceinit changes, and whether it came ignored.
+    dispositions: Vec<(c_int, bool)>,
 }
 
 impl InheritedSignals {
-    /// Records the current mask and the caught signals that are ignored, then unblocks
-    /// every signal for graceinit itself: a blocked SIGTERM must still start the drain.
+    /// Records the current mask and dispositions, unblocks every signal for graceinit
+    /// itself (a blocked SIGTERM must still start the drain), and ignores TTIN/TTOU.
     pub fn capture_and_unblock() -> Self {
         let mut mask = MaybeUninit::<libc::sigset_t>::uninit();
         let mut empty = MaybeUninit::<libc::sigset_t>::uninit();
@@ -52,19 +60,35 @@ impl InheritedSignals {
             libc::pthread_sigmask(libc::SIG_SETMASK, empty.as_ptr(), mask.as_mut_ptr());
             mask.assume_init()
         };
-        let ignored = caught()
+        let dispositions = caught()
             .into_iter()
-            .filter(|&sig| disposition(sig) == libc::SIG_IGN)
+            .chain(IGNORED.iter().copied())
+            .map(|sig| (sig, disposition(sig) == libc::SIG_IGN))
             .collect();
-        InheritedSignals { mask, ignored }
+        let ignore = sigaction_with(libc::SIG_IGN);
+        for &sig in IGNORED {
+            // SAFETY: installs SIG_IGN, a valid disposition for a catchable signal.
+            unsafe { libc::sigaction(sig, &ignore, std::ptr::null_mut()) };
+        }
+        InheritedSignals { mask, dispositions }
     }
 
     pub fn mask(&self) -> &libc::sigset_t {
         &self.mask
     }
 
-    pub fn was_ignored(&self, sig: c_int) -> bool {
-        self.ignored.contains(&sig)
+    /// Each signal graceinit changed, with the disposition to give back to a child.
+    pub fn dispositions(&self) -> impl Iterator<Item = (c_int, libc::sighandler_t)> + '_ {
+        self.dispositions.iter().map(|&(sig, ignored)| {
+            (
+                sig,
+                if ignored {
+                    libc::SIG_IGN
+                } else {
+                    libc::SIG_DFL
+                },
+            )
+        })
     }
 }
 

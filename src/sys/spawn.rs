@@ -11,9 +11,8 @@ use super::signals::{BlockAll, InheritedSignals, sigaction_with};
 
 /// How the new process is set up between `fork` and `exec`.
 pub struct SpawnOptions<'a> {
+    /// The signal state the child gets back.
     pub inherited: &'a InheritedSignals,
-    /// Signals graceinit has handlers for; the child gets them back as inherited.
-    pub caught: &'a [c_int],
     /// Make the terminal on stdin the new session's controlling terminal, so the app
     /// owns the foreground process group (dumb-init's TIOCSCTTY rule).
     pub take_terminal: bool,
@@ -26,16 +25,9 @@ pub struct SpawnOptions<'a> {
 /// ENOENT and EACCES reach the caller as the app's own failure.
 pub fn spawn(cmd: &mut Command, opts: SpawnOptions<'_>) -> io::Result<Pid> {
     let resets: Vec<(c_int, libc::sigaction)> = opts
-        .caught
-        .iter()
-        .map(|&sig| {
-            let handler = if opts.inherited.was_ignored(sig) {
-                libc::SIG_IGN
-            } else {
-                libc::SIG_DFL
-            };
-            (sig, sigaction_with(handler))
-        })
+        .inherited
+        .dispositions()
+        .map(|(sig, handler)| (sig, sigaction_with(handler)))
         .collect();
     let mask = *opts.inherited.mask();
     let take_terminal = opts.take_terminal;
