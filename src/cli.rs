@@ -73,15 +73,15 @@ pub struct SuperviseArgs {
     pub subreaper: bool,
 
     /// Rewrite signal FROM to TO before forwarding; TO=0 drops it. Repeatable.
-    #[arg(short = 'r', long = "rewrite", value_name = "FROM:TO", value_parser = parse_rewrite, action = ArgAction::Append)]
+    #[arg(short = 'r', long = "rewrite", env = "GRACEINIT_REWRITE", value_delimiter = ',', value_name = "FROM:TO", value_parser = parse_rewrite, action = ArgAction::Append)]
     pub rewrite: Vec<(i32, Option<i32>)>,
 
     /// Exit with TO (default 0) when the app exits with FROM (tini's -e). Repeatable.
-    #[arg(short = 'e', long = "remap-exit", value_name = "FROM[:TO]", value_parser = parse_remap, action = ArgAction::Append)]
+    #[arg(short = 'e', long = "remap-exit", env = "GRACEINIT_REMAP_EXIT", value_delimiter = ',', value_name = "FROM[:TO]", value_parser = parse_remap, action = ArgAction::Append)]
     pub remap_exit: Vec<(u8, u8)>,
 
     /// Signal graceinit receives when its parent dies (tini's -p).
-    #[arg(short = 'p', long = "pdeathsig", value_name = "SIG", value_parser = parse_signal)]
+    #[arg(short = 'p', long = "pdeathsig", env = "GRACEINIT_PDEATHSIG", value_name = "SIG", value_parser = parse_signal)]
     pub pdeathsig: Option<i32>,
 
     /// Signal that asks the app to stop at the end of the drain.
@@ -101,7 +101,7 @@ pub struct SuperviseArgs {
     pub verbose: u8,
 
     /// Log a warning for every zombie reaped that graceinit did not start (tini's -w).
-    #[arg(short = 'w')]
+    #[arg(short = 'w', long = "warn-on-reap", env = "GRACEINIT_WARN_ON_REAP")]
     pub warn_on_reap: bool,
 
     /// Log format.

@@ -37,6 +37,10 @@ const GRACEINIT_ENV: &[&str] = &[
     "GRACEINIT_STOP_TIMEOUT",
     "GRACEINIT_GRACE_PERIOD",
     "GRACEINIT_LOG_FORMAT",
+    "GRACEINIT_REWRITE",
+    "GRACEINIT_REMAP_EXIT",
+    "GRACEINIT_PDEATHSIG",
+    "GRACEINIT_WARN_ON_REAP",
 ];
 
 /// Serializes the timing-sensitive tests of one test binary (each test file is its own

@@ -1,0 +1,75 @@
+//! Precedence of settings: flag > environment variable > config file > default.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Launch, TempDir};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+#[test]
+fn remap_exit_comes_from_flag_then_env_then_file() {
+    let dir = TempDir::new("precedence");
+    let config = dir.file("graceinit.toml");
+    std::fs::write(&config, "[signals]\nremap_exit = { 3 = 5 }\n").unwrap();
+    let app = ["--", "sh", "-c", "exit 3"];
+
+    let file_only = Launch::direct(["--config", config.as_str()].iter().chain(&app)).run(WAIT);
+    file_only.assert_code(5);
+
+    let env_over_file = Launch::direct(["--config", config.as_str()].iter().chain(&app))
+        .env("GRACEINIT_REMAP_EXIT", "3:4")
+        .run(WAIT);
+    env_over_file.assert_code(4);
+
+    let flag_over_env = Launch::direct(
+        ["--config", config.as_str(), "-e", "3:6"]
+            .iter()
+            .chain(&app),
+    )
+    .env("GRACEINIT_REMAP_EXIT", "3:4")
+    .run(WAIT);
+    flag_over_env.assert_code(6);
+
+    let config_from_env = Launch::direct(app)
+        .env("GRACEINIT_CONFIG", &config)
+        .run(WAIT);
+    config_from_env.assert_code(5);
+}
+
+#[test]
+fn list_valued_environment_variables_take_commas() {
+    let done = Launch::direct(["--", "sh", "-c", "exit 7"])
+        .env("GRACEINIT_REMAP_EXIT", "3:4,7:8")
+        .run(WAIT);
+    done.assert_code(8);
+}
+
+#[test]
+fn a_bad_environment_value_is_a_usage_error_naming_the_variable() {
+    let done = Launch::direct(["--", "true"])
+        .env("GRACEINIT_STOP_SIGNAL", "SIGNOPE")
+        .run(WAIT);
+    done.assert_code(2);
+    assert!(done.stderr.contains("SIGNOPE"), "{}", done.stderr);
+    assert!(done.stderr.contains("--stop-signal"), "{}", done.stderr);
+
+    let done = Launch::direct(["--", "true"])
+        .env("GRACEINIT_GRACE_PERIOD", "soon")
+        .run(WAIT);
+    done.assert_code(2);
+    assert!(done.stderr.contains("not a duration"), "{}", done.stderr);
+}
+
+#[test]
+fn a_command_line_contradiction_is_a_usage_error() {
+    let done = Launch::direct(["--stop-timeout", "50s", "--", "true"]).run(WAIT);
+    done.assert_code(2);
+    assert!(
+        done.stderr
+            .contains("<command line>: stop_timeout (50s) is longer than grace_period (30s)"),
+        "{}",
+        done.stderr
+    );
+}
