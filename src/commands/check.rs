@@ -100,7 +100,7 @@ fn describe(settings: &Settings, budget: &Budget) -> String {
         "  kill_leftovers_after {}",
         fmt(settings.kill_leftovers_after)
     );
-    let _ = writeln!(out, "  restart              {:?}", settings.restart);
+    let _ = writeln!(out, "  restart              {}", settings.restart);
     let _ = writeln!(out, "  signal_target        {}", settings.signal_target);
     let _ = writeln!(out, "[signals]");
     let drain: Vec<String> = settings
@@ -190,6 +190,12 @@ fn describe(settings: &Settings, budget: &Budget) -> String {
             out,
             "  DOES NOT FIT by {}",
             fmt(budget.total() - budget.grace_period)
+        );
+    }
+    if !hooks.post_stop.is_empty() {
+        let _ = writeln!(
+            out,
+            "  post_stop hooks run after the app exits, in what is left of grace_period"
         );
     }
     let _ = writeln!(
