@@ -961,3 +961,394 @@ fn hello_example_shows_the_whole_lifecycle_on_ctrl_c_in_a_terminal() {
         &[&["hello: Ctrl-C"][..], &HELLO_LIFECYCLE[3..]].concat(),
     );
 }
+
+// 13. A drain waits for an on_ready hook still running (a registration in flight)
+//     before the pre_stop hooks (the deregistration) start.
+#[test]
+fn drain_waits_for_a_running_on_ready_hook_before_pre_stop() {
+    let _serial = serial();
+    let dir = TempDir::new("on-ready-in-flight");
+    let config = dir.write(
+        "graceinit.toml",
+        &format!(
+            r#"
+[[hooks.on_ready]]
+exec = ["sh", "-c", "date +%s%N > {started}; sleep 1.5; echo register >> {log}"]
+
+[[hooks.pre_stop]]
+exec = ["sh", "-c", "echo deregister >> {log}"]
+"#,
+            started = dir.str("on_ready.started"),
+            log = dir.str("log"),
+        ),
+    );
+    let app = app_recording_term(&dir, 0);
+    let mut graceinit = Graceinit::start(
+        &["--config", config.to_str().unwrap(), "--", "sh", "-c", &app],
+        &[],
+    );
+    wait_for_ready(&dir);
+    wait_until("the on_ready hook to start", Duration::from_secs(5), || {
+        dir.read("on_ready.started").ends_with('\n')
+    });
+    let on_ready_started: i128 = dir
+        .read("on_ready.started")
+        .trim()
+        .parse()
+        .expect("the hook wrote its start time");
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(dir.read("log"), "", "the on_ready hook is still sleeping");
+
+    graceinit.signal(libc::SIGTERM);
+    let exit = graceinit.wait(Duration::from_secs(15));
+    let stderr = graceinit.stderr();
+    assert_eq!(exit.code, 0, "stderr:\n{stderr}");
+    assert_eq!(
+        dir.read("log"),
+        "register\nderegister\n",
+        "the registration in flight finished before the deregistration; stderr:\n{stderr}"
+    );
+    let events = stamped_lines(&dir.read("events"));
+    assert_eq!(events.len(), 1, "the app got TERM exactly once: {events:?}");
+    let after = events[0].1 - on_ready_started;
+    assert!(
+        after >= SECOND * 3 / 2,
+        "the app got TERM {:.3}s after the on_ready hook started; it sleeps 1.5s first",
+        secs(after)
+    );
+    assert!(
+        !stderr.contains("FailedPreStopHook") && !stderr.contains("aborted"),
+        "{stderr}"
+    );
+}
+
+// 14. An on_ready hook still running at stop_by is aborted (its processes die), and no
+//     pre_stop hook starts after stop_by: the app gets its stop signal at stop_by.
+#[test]
+fn on_ready_hook_still_running_at_stop_by_is_aborted() {
+    let _serial = serial();
+    let dir = TempDir::new("on-ready-aborted");
+    let config = dir.write(
+        "graceinit.toml",
+        &format!(
+            r#"
+[app]
+grace_period = "4s"
+stop_timeout = "2s"
+
+[[hooks.on_ready]]
+exec = ["sh", "-c", "echo $$ > {hook}; sleep 30 & echo $! > {child}; wait; echo register >> {log}"]
+timeout = "60s"
+
+[[hooks.pre_stop]]
+exec = ["sh", "-c", "echo deregister >> {log}"]
+"#,
+            hook = dir.str("hook.pid"),
+            child = dir.str("child.pid"),
+            log = dir.str("log"),
+        ),
+    );
+    // The app takes 1s to stop after its TERM: the hook's fate is checked while
+    // graceinit still runs (its leftover cleanup at the end would hide a survivor).
+    let app = format!(
+        "trap 'echo \"app_term $(date +%s%N)\" >> {events}; sleep 1; exit 3' TERM; touch {ready}; \
+         while :; do sleep 0.05 & wait $!; done",
+        events = dir.str("events"),
+        ready = dir.str("ready"),
+    );
+    let mut graceinit = Graceinit::start(
+        &["--config", config.to_str().unwrap(), "--", "sh", "-c", &app],
+        &[],
+    );
+    wait_for_ready(&dir);
+    wait_until("the on_ready hook to start", Duration::from_secs(5), || {
+        dir.read("child.pid").ends_with('\n')
+    });
+    let hook_pid: i32 = dir.read("hook.pid").trim().parse().expect("hook pid");
+    let child_pid: i32 = dir.read("child.pid").trim().parse().expect("child pid");
+
+    let sigterm_at = graceinit.signal(libc::SIGTERM);
+    wait_until("the app's TERM", Duration::from_secs(6), || {
+        !dir.read("events").is_empty()
+    });
+    wait_until(
+        "the on_ready hook's processes to be gone",
+        Duration::from_millis(500),
+        || !process_exists(hook_pid) && !process_exists(child_pid),
+    );
+    assert!(graceinit.running(), "the app is still stopping");
+    let exit = graceinit.wait(Duration::from_secs(15));
+    let stderr = graceinit.stderr();
+    assert_eq!(
+        exit.code, 3,
+        "graceinit exits with the app's code; stderr:\n{stderr}"
+    );
+
+    let events = stamped_lines(&dir.read("events"));
+    assert_eq!(events.len(), 1, "the app got TERM exactly once: {events:?}");
+    let after = events[0].1 - sigterm_at;
+    assert!(
+        (SECOND * 18 / 10..SECOND * 35 / 10).contains(&after),
+        "the app got TERM {:.3}s after the trigger; stop_by is at 2s",
+        secs(after)
+    );
+    assert_eq!(
+        dir.read("log"),
+        "",
+        "neither the aborted registration nor a deregistration after stop_by wrote anything"
+    );
+    assert_eq!(
+        lines_with(
+            &stderr,
+            "on_ready hooks still running at the stop deadline: aborted"
+        )
+        .len(),
+        1,
+        "{stderr}"
+    );
+    assert_eq!(
+        lines_with(
+            &stderr,
+            "the drain deadline has passed: not starting pre_stop#1"
+        )
+        .len(),
+        1,
+        "{stderr}"
+    );
+    assert!(!stderr.contains("FailedPreStopHook"), "{stderr}");
+}
+
+// 15. Escalation counts the presses of a non-SIGTERM drain signal: the first starts the
+//     drain, the second (the app already has its stop signal) changes nothing, the
+//     third kills.
+#[test]
+fn escalation_counts_presses_from_the_trigger() {
+    let _serial = serial();
+    let dir = TempDir::new("presses");
+    let config = dir.write(
+        "graceinit.toml",
+        "[signals]\ndrain = [\"SIGTERM\", \"SIGINT\"]\n",
+    );
+    // Records its TERM, then runs on for 5s.
+    let app = format!(
+        "n=0; trap 'echo \"app_term $(date +%s%N)\" >> {events}; n=1' TERM; touch {ready}; \
+         while :; do sleep 0.05 & wait $!; if [ $n -gt 0 ]; then n=$((n + 1)); [ $n -gt 100 ] && exit 0; fi; done",
+        events = dir.str("events"),
+        ready = dir.str("ready"),
+    );
+    let mut graceinit = Graceinit::start(
+        &["--config", config.to_str().unwrap(), "--", "sh", "-c", &app],
+        &[],
+    );
+    wait_for_ready(&dir);
+
+    // Press 1: the trigger. No pre_stop hooks: the app gets its stop signal at once.
+    let first = graceinit.signal(libc::SIGINT);
+    wait_until("the app's TERM", Duration::from_secs(5), || {
+        !dir.read("events").is_empty()
+    });
+    let events = stamped_lines(&dir.read("events"));
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert!(
+        (0..SECOND).contains(&(events[0].1 - first)),
+        "the app got TERM {:.3}s after the trigger; it should be at once",
+        secs(events[0].1 - first)
+    );
+
+    // Press 2: not a kill.
+    graceinit.signal(libc::SIGINT);
+    graceinit.wait_for_stderr("already has its stop signal", Duration::from_secs(5));
+    thread::sleep(Duration::from_millis(300));
+    assert!(
+        graceinit.running(),
+        "the second SIGINT must not kill the app:\n{}",
+        graceinit.stderr()
+    );
+    assert_eq!(
+        stamped_lines(&dir.read("events")).len(),
+        1,
+        "still one TERM"
+    );
+
+    // Press 3: SIGKILL.
+    let third = std::time::Instant::now();
+    graceinit.signal(libc::SIGINT);
+    let exit = graceinit.wait(Duration::from_secs(15));
+    let stderr = graceinit.stderr();
+    assert_eq!(
+        exit.code, 137,
+        "the third SIGINT SIGKILLs the app; stderr:\n{stderr}"
+    );
+    assert!(
+        exit.at - third < Duration::from_secs(1),
+        "SIGKILL followed the third SIGINT at once: {:?}",
+        exit.at - third
+    );
+    assert_eq!(lines_with(&stderr, "Killing").len(), 1, "{stderr}");
+    assert_eq!(
+        lines_with(&stderr, "already has its stop signal").len(),
+        1,
+        "{stderr}"
+    );
+    assert_eq!(lines_with(&stderr, "DrainStarted").len(), 1, "{stderr}");
+    assert_eq!(
+        stamped_lines(&dir.read("events")).len(),
+        1,
+        "one TERM in all"
+    );
+}
+
+// 16. No pre_stop hook starts after stop_by; a sleep hook cut there still succeeds.
+#[test]
+fn no_pre_stop_hook_starts_after_stop_by() {
+    let _serial = serial();
+    let dir = TempDir::new("past-stop-by");
+    let config = dir.write(
+        "graceinit.toml",
+        &format!(
+            r#"
+[app]
+grace_period = "3s"
+stop_timeout = "2s"
+
+[[hooks.pre_stop]]
+sleep = "5s"
+
+[[hooks.pre_stop]]
+exec = ["touch", "{marker}"]
+"#,
+            marker = dir.str("marker"),
+        ),
+    );
+    let app = app_recording_term(&dir, 4);
+    let mut graceinit = Graceinit::start(
+        &["--config", config.to_str().unwrap(), "--", "sh", "-c", &app],
+        &[],
+    );
+    wait_for_ready(&dir);
+
+    let sigterm_at = graceinit.signal(libc::SIGTERM);
+    let exit = graceinit.wait(Duration::from_secs(15));
+    let stderr = graceinit.stderr();
+    assert_eq!(
+        exit.code, 4,
+        "graceinit exits with the app's code; stderr:\n{stderr}"
+    );
+    let events = stamped_lines(&dir.read("events"));
+    assert_eq!(events.len(), 1, "the app got TERM exactly once: {events:?}");
+    let after = events[0].1 - sigterm_at;
+    assert!(
+        (SECOND * 8 / 10..SECOND * 25 / 10).contains(&after),
+        "the app got TERM {:.3}s after the trigger; stop_by is at 1s",
+        secs(after)
+    );
+    assert!(
+        !dir.path("marker").exists(),
+        "pre_stop#2 must not run after stop_by; stderr:\n{stderr}"
+    );
+    assert_eq!(
+        lines_with(
+            &stderr,
+            "the drain deadline has passed: not starting pre_stop#2"
+        )
+        .len(),
+        1,
+        "{stderr}"
+    );
+    assert_eq!(
+        lines_with(&stderr, "FailedPreStopHook").len(),
+        0,
+        "a sleep cut at stop_by succeeded, and the skipped hook did not fail:\n{stderr}"
+    );
+}
+
+// 17. A sleep hook always succeeds, also when its timeout cuts it.
+#[test]
+fn sleep_hook_cut_by_its_timeout_succeeds() {
+    let _serial = serial();
+    let dir = TempDir::new("sleep-timeout");
+    let config = dir.write(
+        "graceinit.toml",
+        "[[hooks.pre_stop]]\nsleep = \"3s\"\ntimeout = \"1s\"\n",
+    );
+    let app = app_recording_term(&dir, 0);
+    let mut graceinit = Graceinit::start(
+        &["--config", config.to_str().unwrap(), "--", "sh", "-c", &app],
+        &[],
+    );
+    wait_for_ready(&dir);
+
+    let sigterm_at = graceinit.signal(libc::SIGTERM);
+    let exit = graceinit.wait(Duration::from_secs(15));
+    let stderr = graceinit.stderr();
+    assert_eq!(exit.code, 0, "stderr:\n{stderr}");
+    let events = stamped_lines(&dir.read("events"));
+    assert_eq!(events.len(), 1, "the app got TERM exactly once: {events:?}");
+    let after = events[0].1 - sigterm_at;
+    assert!(
+        (SECOND * 8 / 10..SECOND * 25 / 10).contains(&after),
+        "the app got TERM {:.3}s after the trigger; the sleep's timeout is 1s",
+        secs(after)
+    );
+    assert_eq!(
+        lines_with(&stderr, "FailedPreStopHook").len(),
+        0,
+        "a sleep hook never fails:\n{stderr}"
+    );
+}
+
+// 18. After a drain, post_stop hooks get what is left until kill_at, not their timeout.
+#[test]
+fn post_stop_hooks_are_cut_at_kill_at_after_a_drain() {
+    let _serial = serial();
+    let dir = TempDir::new("post-stop-kill-at");
+    let config = dir.write(
+        "graceinit.toml",
+        &format!(
+            r#"
+[app]
+grace_period = "2s"
+stop_timeout = "1s"
+
+[[hooks.post_stop]]
+exec = ["sh", "-c", "echo $$ > {hook}; sleep 10"]
+timeout = "30s"
+"#,
+            hook = dir.str("hook.pid"),
+        ),
+    );
+    let app = app_recording_term(&dir, 6);
+    let mut graceinit = Graceinit::start(
+        &["--config", config.to_str().unwrap(), "--", "sh", "-c", &app],
+        &[],
+    );
+    wait_for_ready(&dir);
+
+    let sent = std::time::Instant::now();
+    graceinit.signal(libc::SIGTERM);
+    let exit = graceinit.wait(Duration::from_secs(15));
+    let took = exit.at - sent;
+    let stderr = graceinit.stderr();
+    assert_eq!(
+        exit.code, 6,
+        "graceinit exits with the app's code; stderr:\n{stderr}"
+    );
+    assert!(
+        took >= Duration::from_millis(1800) && took < Duration::from_secs(4),
+        "graceinit exited {took:?} after SIGTERM; the post_stop hook is cut at kill_at (2s)\n{stderr}"
+    );
+    let hook_pid: i32 = dir
+        .read("hook.pid")
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("the post_stop hook ran; stderr:\n{stderr}"));
+    assert!(
+        !process_exists(hook_pid),
+        "the cut hook is gone with graceinit"
+    );
+    assert_eq!(
+        stamped_lines(&dir.read("events")).len(),
+        1,
+        "the app got TERM once"
+    );
+}

@@ -13,8 +13,9 @@ use std::io::Write;
 use std::time::Duration;
 
 use common::{
-    Finished, GRACEINIT, Launch, TempDir, args, comm, context_switches, cpu_ticks, helper, lines,
-    parse_stat, require_tool, send_signal, serial, signal_number, state, wait_for_line,
+    Finished, GRACEINIT, Launch, TempDir, args, children, comm, context_switches, cpu_ticks,
+    helper, lines, parse_stat, require_tool, send_signal, serial, signal_number, state,
+    wait_for_line, wait_until,
 };
 
 const TIMEOUT: Duration = Duration::from_secs(15);
@@ -676,4 +677,217 @@ fn with_a_terminal_ctrl_c_reaches_the_app() {
     wait_for_line(&log, "app INT");
     running.wait(TIMEOUT).assert_code(0);
     assert_eq!(lines(&log), ["app ready", "app INT"]);
+}
+
+// ---------------------------------------------------------------------------------------
+// 13. Job control when graceinit is a job of a shell (not PID 1)
+
+/// `graceinit MODE -- sh -c 'sleep 30; exit 0'` run directly: SIGTSTP to graceinit stops
+/// the app (TSTP becomes SIGSTOP: the app's group is orphaned in its own session, so the
+/// kernel would discard a TSTP) and graceinit itself, as a job stops under a shell;
+/// SIGCONT resumes both; SIGTERM then ends the app: 143. A failed test leaves nothing
+/// stopped: `Running`'s drop SIGKILLs the whole tree, stopped processes included.
+fn job_control_stops_and_continues(mode: &[&str]) {
+    let _serial = serial();
+    let mut list = mode.to_vec();
+    list.extend(["--", "sh", "-c", "sleep 30; exit 0"]);
+    let running = Launch::direct(args(&list)).start();
+    let graceinit = running.graceinit_pid();
+    let app = running.wait_for_app("sh");
+    let mut sleeper = 0;
+    wait_until(
+        Duration::from_secs(5),
+        "the app's `sleep`",
+        || match children(app)
+            .into_iter()
+            .find(|&pid| comm(pid).as_deref() == Some("sleep"))
+        {
+            Some(pid) => {
+                sleeper = pid;
+                true
+            }
+            None => false,
+        },
+    );
+    let group = mode.is_empty();
+
+    running.signal(libc::SIGTSTP);
+    wait_until(
+        Duration::from_secs(2),
+        &format!("graceinit and the app to stop ({mode:?})"),
+        || state(graceinit) == Some('T') && state(app) == Some('T'),
+    );
+    if group {
+        wait_until(
+            Duration::from_secs(2),
+            "the app's group (its `sleep`) to stop",
+            || state(sleeper) == Some('T'),
+        );
+    } else {
+        assert!(
+            matches!(state(sleeper), Some(s) if s != 'T'),
+            "child mode: only the app itself is stopped, not its `sleep` ({:?})",
+            state(sleeper)
+        );
+    }
+
+    running.signal(libc::SIGCONT);
+    wait_until(
+        Duration::from_secs(2),
+        &format!("graceinit and the app to continue ({mode:?})"),
+        || {
+            [graceinit, app, sleeper]
+                .iter()
+                .all(|&pid| matches!(state(pid), Some(s) if s != 'T'))
+        },
+    );
+
+    running.signal(libc::SIGTERM);
+    running.wait(TIMEOUT).assert_code(143);
+}
+
+#[test]
+fn sigtstp_stops_graceinit_and_the_app_in_group_mode_and_sigcont_resumes_them() {
+    job_control_stops_and_continues(&[]);
+}
+
+#[test]
+fn sigtstp_stops_graceinit_and_the_app_in_child_mode_and_sigcont_resumes_them() {
+    job_control_stops_and_continues(&["-c"]);
+}
+
+// ---------------------------------------------------------------------------------------
+// 14. SIGTTIN and SIGTTOU: ignored by graceinit, never forwarded, not inherited
+
+const TTIN_TTOU: u64 = (1 << (libc::SIGTTIN - 1)) | (1 << (libc::SIGTTOU - 1));
+
+/// The SigIgn mask of a `/proc/PID/status` text (a bit per signal: 1 << (N - 1)).
+fn sig_ign(status: &str) -> u64 {
+    let hex = status
+        .lines()
+        .find_map(|line| line.strip_prefix("SigIgn:"))
+        .unwrap_or_else(|| panic!("no SigIgn line in:\n{status}"));
+    u64::from_str_radix(hex.trim(), 16).unwrap_or_else(|e| panic!("SigIgn {hex:?}: {e}"))
+}
+
+/// TTOU and TTIN sent to graceinit are ignored by graceinit itself (it neither stops nor
+/// forwards them); USR1 after them is forwarded as usual, then TERM ends the recorder
+/// (exit 0). The recorder handles TTIN and TTOU, so one forwarded would be in its log.
+#[test]
+fn sigttin_and_sigttou_are_ignored_and_not_forwarded() {
+    let _serial = serial();
+    for mode in [&[][..], &["-c"][..]] {
+        let dir = TempDir::new("pid1-ttin-ttou");
+        let log = dir.file("signals.log");
+        let mut list = mode.to_vec();
+        let rec = sigrec();
+        list.extend(["--", &rec, &log, "app", "TERM"]);
+        let running = Launch::direct(args(&list)).start();
+        wait_for_line(&log, "app ready");
+        let graceinit = running.graceinit_pid();
+        let status = std::fs::read_to_string(format!("/proc/{graceinit}/status"))
+            .expect("graceinit's /proc status");
+        assert_eq!(
+            sig_ign(&status) & TTIN_TTOU,
+            TTIN_TTOU,
+            "graceinit ignores TTIN and TTOU ({mode:?})"
+        );
+
+        running.signal(libc::SIGTTOU);
+        running.signal(libc::SIGTTIN);
+        // A forwarded TTIN/TTOU would be handled by now, before the USR1 marker (pending
+        // standard signals are delivered lowest number first, USR1 before TTIN).
+        std::thread::sleep(Duration::from_millis(200));
+        running.signal(libc::SIGUSR1);
+        wait_for_line(&log, "app USR1");
+        assert!(
+            matches!(state(graceinit), Some(s) if s != 'T'),
+            "graceinit did not stop itself ({mode:?}): state {:?}",
+            state(graceinit)
+        );
+        running.signal(libc::SIGTERM);
+        let done = running.wait(TIMEOUT);
+        done.assert_code(0);
+        assert_eq!(
+            lines(&log),
+            ["app ready", "app USR1", "app TERM"],
+            "mode {mode:?}; stderr:\n{}",
+            done.stderr
+        );
+    }
+}
+
+/// graceinit ignoring TTIN/TTOU does not leak into the app: the app gets the dispositions
+/// graceinit was started with (default here, as a shell run directly shows; ignored if
+/// graceinit's parent ignored them).
+#[test]
+fn the_app_inherits_the_ttin_and_ttou_dispositions_graceinit_was_started_with() {
+    let show = "grep SigIgn /proc/self/status";
+    let mask_of = |done: Finished| {
+        done.assert_code(0);
+        sig_ign(&done.stdout)
+    };
+    let baseline = mask_of(Launch::program("sh", ["-c", show]).run(TIMEOUT));
+    assert_eq!(
+        baseline & TTIN_TTOU,
+        0,
+        "the test itself must run with default TTIN/TTOU dispositions (SigIgn {baseline:x})"
+    );
+    for launch in [
+        Launch::direct(args(&["--", "sh", "-c", show])),
+        Launch::direct(args(&["-c", "--", "sh", "-c", show])),
+        Launch::pid1(args(&["--", "sh", "-c", show])),
+    ] {
+        assert_eq!(
+            mask_of(launch.run(TIMEOUT)),
+            baseline,
+            "the app's SigIgn is what graceinit inherited (here {baseline:x})"
+        );
+    }
+    // Started with TTOU ignored (a shell's `trap '' TTOU`, kept across exec): the app
+    // inherits it ignored; TTIN stays default.
+    let wrapped = format!("trap '' TTOU; exec {GRACEINIT} -- sh -c '{show}'");
+    assert_eq!(
+        mask_of(Launch::program("sh", ["-c", &wrapped]).run(TIMEOUT)),
+        baseline | (1 << (libc::SIGTTOU - 1)),
+        "an ignored TTOU stays ignored for the app"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// 15. Signal names out of range are usage errors, not panics
+
+#[test]
+fn out_of_range_realtime_signal_names_are_usage_errors() {
+    for name in ["SIGRTMIN+2147483647", "SIGRTMIN+-3", "RTMIN+4294967296"] {
+        let rewrite = format!("{name}:USR1");
+        for list in [
+            &["--stop-signal", name, "--", "true"][..],
+            &["-p", name, "--", "true"][..],
+            &["-r", &rewrite, "--", "true"][..],
+        ] {
+            let done = Launch::direct(args(list)).run(TIMEOUT);
+            assert_eq!(
+                done.code(),
+                2,
+                "graceinit {list:?} must be a usage error\nstderr:\n{}",
+                done.stderr
+            );
+            assert!(
+                done.stderr.contains(&format!("unknown signal `{name}`"))
+                    && !done.stderr.contains("panicked"),
+                "graceinit {list:?}: stderr must name the signal, without a panic:\n{}",
+                done.stderr
+            );
+        }
+    }
+    let done = Launch::direct(args(&["--", "true"]))
+        .env("GRACEINIT_STOP_SIGNAL", "SIGRTMIN+2147483647")
+        .run(TIMEOUT);
+    done.assert_code(2);
+    assert!(
+        done.stderr.contains("unknown signal `SIGRTMIN+2147483647`"),
+        "{}",
+        done.stderr
+    );
 }

@@ -16,6 +16,7 @@
 static const struct { const char *name; int sig; } SIGNALS[] = {
     {"HUP", SIGHUP},   {"INT", SIGINT},   {"QUIT", SIGQUIT}, {"USR1", SIGUSR1},
     {"USR2", SIGUSR2}, {"TERM", SIGTERM}, {"WINCH", SIGWINCH}, {"CONT", SIGCONT},
+    {"TTIN", SIGTTIN}, {"TTOU", SIGTTOU},
 };
 #define NSIGNALS (sizeof SIGNALS / sizeof SIGNALS[0])
 
