@@ -73,3 +73,39 @@ fn a_command_line_contradiction_is_a_usage_error() {
         done.stderr
     );
 }
+
+#[test]
+fn json_logs_are_one_object_per_line_with_the_event_reason() {
+    let done = Launch::direct(["--log-format", "json", "--", "sh", "-c", "exit 3"]).run(WAIT);
+    done.assert_code(3);
+    let events: Vec<serde_json::Value> = done
+        .stderr
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    assert_eq!(events.len(), 1, "{}", done.stderr);
+    assert_eq!(events[0]["fields"]["reason"], "Started");
+    assert_eq!(events[0]["level"], "INFO");
+    assert!(
+        events[0]["fields"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Started: app \"sh\"")
+    );
+}
+
+#[test]
+fn the_default_level_shows_events_and_warnings_only() {
+    let quiet = Launch::direct(["--", "true"]).run(WAIT);
+    quiet.assert_code(0);
+    assert_eq!(quiet.stderr.lines().count(), 1, "{}", quiet.stderr);
+    assert!(quiet.stderr.contains("Started: app"), "{}", quiet.stderr);
+    let verbose = Launch::direct(["-vv", "--", "true"]).run(WAIT);
+    verbose.assert_code(0);
+    assert!(verbose.stderr.contains("DEBUG"), "{}", verbose.stderr);
+    assert!(
+        verbose.stderr.contains("the app exited (exit code 0)"),
+        "{}",
+        verbose.stderr
+    );
+}
