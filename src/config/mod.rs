@@ -638,11 +638,22 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
                 }
                 None => Vec::new(),
             };
-            let headers = http
-                .headers
-                .iter()
-                .map(|(k, v)| Ok((k.clone(), self.expand(v)?)))
-                .collect::<Result<_, ConfigError>>()?;
+            let mut headers = Vec::new();
+            for (name, value) in &http.headers {
+                let expanded = self.expand(value)?;
+                if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                    return Err(
+                        self.error(value.span(), format!("`{name}` is not an HTTP header name"))
+                    );
+                }
+                if reqwest::header::HeaderValue::from_str(&expanded).is_err() {
+                    return Err(self.error(
+                        value.span(),
+                        format!("the value of header `{name}` is not a valid HTTP header value"),
+                    ));
+                }
+                headers.push((name.clone(), expanded));
+            }
             let body = http.body.as_ref().map(|b| self.expand(b)).transpose()?;
             return Ok(Action::Http(HttpRequest {
                 method,

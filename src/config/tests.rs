@@ -181,6 +181,20 @@ fn http_actions_are_checked() {
     let (_, _, message) =
         error("[[hooks.pre_stop]]\nhttp = { url = \"http://x/\", expect_status = [99] }\n");
     assert!(message.contains("99 is not an HTTP status"), "{message}");
+    let (line, _, message) = error(
+        "[[hooks.pre_stop]]\nhttp = { url = \"http://x/\", headers = { \"a b\" = \"v\" } }\n",
+    );
+    assert_eq!(line, 2);
+    assert!(
+        message.contains("`a b` is not an HTTP header name"),
+        "{message}"
+    );
+    let (_, _, message) =
+        error("[[hooks.pre_stop]]\nhttp = { url = \"http://x/\", headers = { X = \"a\\nb\" } }\n");
+    assert!(
+        message.contains("not a valid HTTP header value"),
+        "{message}"
+    );
     let (_, _, message) = error("[[hooks.pre_stop]]\ntcp = \"localhost\"\n");
     assert!(message.contains("not host:port"), "{message}");
 }

@@ -53,7 +53,14 @@ pub async fn run(
     drop(command);
     let spawned = match spawned {
         Ok(spawned) => spawned,
-        Err(e) => return Outcome::Failed(format!("cannot run {:?}: {e}", argv[0])),
+        Err(e) => {
+            return Outcome::Failed(match workdir {
+                Some(dir) if !std::path::Path::new(dir).is_dir() => {
+                    format!("cannot run {:?} in workdir {dir:?}: {e}", argv[0])
+                }
+                _ => format!("cannot run {:?}: {e}", argv[0]),
+            });
+        }
     };
     let group = KillGroupOnDrop(spawned.pid);
     let relayed = relays.start(reader.into(), label.to_string());
