@@ -527,6 +527,19 @@ fn rewrite_usr1_to_usr2() {
 }
 
 #[test]
+fn realtime_signals_are_forwarded_too() {
+    let dir = TempDir::new("pid1-realtime");
+    let log = dir.file("signals.log");
+    let running = Launch::pid1(args(&["--", &sigrec(), &log, "app", "TERM"])).start();
+    wait_for_line(&log, "app ready");
+    running.signal(libc::SIGRTMIN() + 2);
+    wait_for_line(&log, "app RTMIN+2");
+    running.signal(libc::SIGTERM);
+    running.wait(TIMEOUT).assert_code(0);
+    assert_eq!(lines(&log), ["app ready", "app RTMIN+2", "app TERM"]);
+}
+
+#[test]
 fn rewrite_usr1_to_0_drops_it() {
     let dir = TempDir::new("pid1-drop");
     let log = dir.file("signals.log");

@@ -28,11 +28,15 @@ const NOT_CAUGHT: &[c_int] = &[
 /// They concern whoever reads or writes the terminal, which graceinit does not forward.
 const IGNORED: &[c_int] = &[libc::SIGTTIN, libc::SIGTTOU];
 
-/// Every signal graceinit catches: the standard ones (1-31) it may forward, plus
-/// SIGCHLD. Real-time signals are not caught, as under dumb-init: each handler costs
-/// start-up time, and no app relies on an init forwarding them.
+/// Every signal graceinit catches: the standard ones it may forward, SIGCHLD, and the
+/// real-time range, which tini forwards too.
 pub fn caught() -> Vec<c_int> {
-    (1..32).filter(|sig| !NOT_CAUGHT.contains(sig)).collect()
+    let standard = 1..32;
+    let realtime = libc::SIGRTMIN()..=libc::SIGRTMAX();
+    standard
+        .chain(realtime)
+        .filter(|sig| !NOT_CAUGHT.contains(sig))
+        .collect()
 }
 
 /// The signal mask and ignored dispositions graceinit was started with.

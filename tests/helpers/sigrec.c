@@ -4,6 +4,7 @@
  * write(2) per line, so several recorders can share a LOG). Writes "LABEL ready" once its
  * handlers are installed. Exits 0 right after recording EXIT_SIG (a name such as TERM, or
  * "none"). Handlers block each other, so signals are recorded in delivery order.
+ * SIGRTMIN+2 is recorded as "RTMIN+2" (real-time numbers are not constants in C).
  * A safety net: SIGALRM (default action) ends it after 60 s if nobody else does.
  */
 #include <fcntl.h>
@@ -39,6 +40,7 @@ static void record(const char *what) {
 static void on_signal(int sig) {
     for (size_t i = 0; i < NSIGNALS; i++)
         if (SIGNALS[i].sig == sig) record(SIGNALS[i].name);
+    if (sig == SIGRTMIN + 2) record("RTMIN+2");
     if (sig == exit_sig) _exit(0);
 }
 
@@ -66,11 +68,16 @@ int main(int argc, char **argv) {
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
     for (size_t i = 0; i < NSIGNALS; i++) sigaddset(&sa.sa_mask, SIGNALS[i].sig);
+    sigaddset(&sa.sa_mask, SIGRTMIN + 2);
     for (size_t i = 0; i < NSIGNALS; i++)
         if (sigaction(SIGNALS[i].sig, &sa, NULL) != 0) {
             perror("sigrec: sigaction");
             return 100;
         }
+    if (sigaction(SIGRTMIN + 2, &sa, NULL) != 0) {
+        perror("sigrec: sigaction");
+        return 100;
+    }
     /* The handlers are in place: unblock whatever the parent may have blocked. */
     sigset_t none;
     sigemptyset(&none);
