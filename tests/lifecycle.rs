@@ -5,56 +5,26 @@
 //!
 //! graceinit runs as a plain child of the test (not PID 1, so a child subreaper). Times
 //! compared across processes are wall-clock nanoseconds: the server's `SystemTime`
-//! stamps and the scripts' `date +%s%N`. Tests that run graceinit hold `LOCK`, so the
-//! deadlines they measure are not disturbed by each other on a 2-core machine.
+//! stamps and the scripts' `date +%s%N`. Tests that run graceinit hold `serial()`, so
+//! the deadlines they measure are not disturbed by each other on a 2-core machine.
+//! Most tests are a `Scenario`: a config, an `sh` app that records its SIGTERM in
+//! `events`, and graceinit started on both.
 
+mod common;
 mod lifecycle_support;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::sync::{Mutex, MutexGuard};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use common::{GRACEINIT, TempDir, serial, wait_until};
 use lifecycle_support::{
-    GRACEINIT, Graceinit, RecordingServer, TempDir, closed_port, crate_dir, hook_lines,
-    process_exists, run, secs, stamped_lines, wait_until,
+    Graceinit, RecordingServer, Scenario, assert_between, assert_lines, closed_port, crate_dir,
+    hook_lines, lines_with, process_exists, run, secs, wait_gone,
 };
 
-static LOCK: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 const SECOND: i128 = 1_000_000_000;
-
-/// An app that writes `app_term <ns>` to `events` when it gets SIGTERM, then exits with
-/// `code`. It touches `ready` once its trap is in place. `sleep & wait` lets the trap
-/// run at once instead of after the current sleep.
-fn app_recording_term(dir: &TempDir, code: i32) -> String {
-    format!(
-        "trap 'echo \"app_term $(date +%s%N)\" >> {events}; exit {code}' TERM; touch {ready}; \
-         while :; do sleep 0.05 & wait $!; done",
-        events = dir.str("events"),
-        ready = dir.str("ready"),
-    )
-}
-
-/// An app on which SIGTERM has no effect at all: the shell ignores it, and its `sleep`
-/// children inherit the ignored disposition.
-fn app_ignoring_term(dir: &TempDir) -> String {
-    format!(
-        "trap '' TERM; touch {}; while :; do sleep 0.1; done",
-        dir.str("ready")
-    )
-}
-
-fn wait_for_ready(dir: &TempDir) {
-    wait_until("the app to be ready", Duration::from_secs(10), || {
-        dir.path("ready").exists()
-    });
-}
 
 fn position(haystack: &str, needle: &str) -> usize {
     haystack
@@ -62,21 +32,14 @@ fn position(haystack: &str, needle: &str) -> usize {
         .unwrap_or_else(|| panic!("{needle:?} not found in:\n{haystack}"))
 }
 
-/// The stderr lines that contain `needle`.
-fn lines_with<'a>(text: &'a str, needle: &str) -> Vec<&'a str> {
-    text.lines().filter(|l| l.contains(needle)).collect()
-}
-
 // 1. The whole drain, in order: deregister, wait, stop the app, post_stop, exit.
 #[test]
 fn drain_runs_pre_stop_hooks_in_order_then_stops_the_app_then_post_stop() {
     let _serial = serial();
-    let dir = TempDir::new("order");
+    let s = Scenario::new("order");
     let registry = RecordingServer::start();
-    let config = dir.write(
-        "graceinit.toml",
-        &format!(
-            r#"
+    let config = s.config(&format!(
+        r#"
 [[hooks.pre_stop]]
 http = {{ method = "PUT", url = "{url}", expect_status = [200] }}
 timeout = "5s"
@@ -87,24 +50,13 @@ sleep = "1s"
 [[hooks.post_stop]]
 exec = ["sh", "-c", "echo \"post_stop $(date +%s%N)\" >> {events}"]
 "#,
-            url = registry.url("/eureka/apps/WEB/web-0/status?value=OUT_OF_SERVICE"),
-            events = dir.str("events"),
-        ),
-    );
-    let app = app_recording_term(&dir, 0);
-    let mut graceinit = Graceinit::start(
-        &["--config", config.to_str().unwrap(), "--", "sh", "-c", &app],
-        &[],
-    );
-    wait_for_ready(&dir);
+        url = registry.url("/eureka/apps/WEB/web-0/status?value=OUT_OF_SERVICE"),
+        events = s.file("events"),
+    ));
+    let mut graceinit = s.start(&["--config", &config], &s.app_recording_term(0));
 
-    let sigterm_at = graceinit.signal(libc::SIGTERM);
-    let exit = graceinit.wait(Duration::from_secs(15));
-    let stderr = graceinit.stderr();
-    assert_eq!(
-        exit.code, 0,
-        "the app exited 0 on SIGTERM; stderr:\n{stderr}"
-    );
+    let sigterm_at = graceinit.drain();
+    let (_, stderr) = graceinit.finish(0, "the app exited 0 on SIGTERM");
 
     let requests = registry.requests();
     assert_eq!(
@@ -119,7 +71,7 @@ exec = ["sh", "-c", "echo \"post_stop $(date +%s%N)\" >> {events}"]
         "/eureka/apps/WEB/web-0/status?value=OUT_OF_SERVICE"
     );
 
-    let events = stamped_lines(&dir.read("events"));
+    let events = s.events();
     let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(
         names,
@@ -132,11 +84,10 @@ exec = ["sh", "-c", "echo \"post_stop $(date +%s%N)\" >> {events}"]
         deregister.at_ns >= sigterm_at,
         "the deregister call came after the SIGTERM"
     );
-    let waited = term_at - deregister.at_ns;
-    assert!(
-        (SECOND * 95 / 100..3 * SECOND).contains(&waited),
-        "the app got TERM {:.3}s after the deregister call; the 1s pre_stop sleep lies between",
-        secs(waited)
+    assert_between(
+        term_at - deregister.at_ns,
+        SECOND * 95 / 100..3 * SECOND,
+        "the app got TERM after the deregister call; the 1s pre_stop sleep lies between",
     );
     assert!(
         post_stop_at >= term_at,
@@ -152,70 +103,38 @@ exec = ["sh", "-c", "echo \"post_stop $(date +%s%N)\" >> {events}"]
 #[test]
 fn hanging_pre_stop_hook_is_killed_at_its_timeout() {
     let _serial = serial();
-    let dir = TempDir::new("hang");
+    let s = Scenario::new("hang");
     // The hook is a shell with a child; both hang.
-    let config = dir.write(
-        "graceinit.toml",
-        &format!(
-            r#"
+    let config = s.config(&format!(
+        r#"
 [[hooks.pre_stop]]
 exec = ["sh", "-c", "echo $$ > {hook}; sleep 1000 & echo $! > {child}; wait"]
 timeout = "1s"
 "#,
-            hook = dir.str("hook.pid"),
-            child = dir.str("child.pid"),
-        ),
-    );
+        hook = s.file("hook.pid"),
+        child = s.file("child.pid"),
+    ));
     // The app takes 1s to stop after its TERM, so the hook's fate can be checked while
     // graceinit still runs (afterwards its leftover cleanup would hide a survivor).
-    let app = format!(
-        "trap 'echo \"app_term $(date +%s%N)\" >> {events}; sleep 1; exit 0' TERM; touch {ready}; \
-         while :; do sleep 0.05 & wait $!; done",
-        events = dir.str("events"),
-        ready = dir.str("ready"),
-    );
-    let mut graceinit = Graceinit::start(
-        &["--config", config.to_str().unwrap(), "--", "sh", "-c", &app],
-        &[],
-    );
-    wait_for_ready(&dir);
+    let app = s.app_on_term("sleep 1; exit 0");
+    let mut graceinit = s.start(&["--config", &config], &app);
 
-    let sigterm_at = graceinit.signal(libc::SIGTERM);
-    wait_until("the hook to start", Duration::from_secs(1), || {
-        dir.read("child.pid").ends_with('\n')
-    });
-    let hook_pid: i32 = dir
-        .read("hook.pid")
-        .trim()
-        .parse()
-        .expect("the hook wrote its pid");
-    let child_pid: i32 = dir
-        .read("child.pid")
-        .trim()
-        .parse()
-        .expect("the hook wrote its child's pid");
-    wait_until("the app's TERM", Duration::from_secs(5), || {
-        !dir.read("events").is_empty()
-    });
-    wait_until(
+    let sigterm_at = graceinit.drain();
+    let (hook_pid, child_pid) = s.hook_pids("the hook to start", Duration::from_secs(1));
+    s.wait_for_term(Duration::from_secs(5));
+    wait_gone(
         "the hook's processes to be gone",
+        &[hook_pid, child_pid],
         Duration::from_millis(500),
-        || !process_exists(hook_pid) && !process_exists(child_pid),
     );
     assert!(graceinit.running(), "the app is still stopping");
-    let exit = graceinit.wait(Duration::from_secs(15));
-    let stderr = graceinit.stderr();
-    assert_eq!(exit.code, 0, "stderr:\n{stderr}");
+    let (_, stderr) = graceinit.finish(0, "");
 
-    let events = stamped_lines(&dir.read("events"));
-    assert_eq!(events.len(), 1, "the app got TERM exactly once: {events:?}");
-    let after = events[0].1 - sigterm_at;
-    assert!(
-        (SECOND * 8 / 10..3 * SECOND).contains(&after),
-        "the app got TERM {:.3}s after the trigger; the hook's timeout is 1s",
-        secs(after)
+    assert_between(
+        s.term_once() - sigterm_at,
+        SECOND * 8 / 10..3 * SECOND,
+        "the app got TERM after the trigger; the hook's timeout is 1s",
     );
-
     let failures = lines_with(&stderr, "FailedPreStopHook");
     assert_eq!(failures.len(), 1, "one FailedPreStopHook event:\n{stderr}");
     assert!(
@@ -233,40 +152,25 @@ timeout = "1s"
 #[test]
 fn unreachable_registry_is_reported_and_the_drain_goes_on() {
     let _serial = serial();
-    let dir = TempDir::new("unreachable");
+    let s = Scenario::new("unreachable");
     let port = closed_port();
-    let config = dir.write(
-        "graceinit.toml",
-        &format!(
-            r#"
+    let config = s.config(&format!(
+        r#"
 [[hooks.pre_stop]]
 http = {{ method = "PUT", url = "http://127.0.0.1:{port}/v1/agent/service/deregister/web-0" }}
 timeout = "5s"
 "#
-        ),
-    );
-    let app = app_recording_term(&dir, 7);
-    let mut graceinit = Graceinit::start(
-        &["--config", config.to_str().unwrap(), "--", "sh", "-c", &app],
-        &[],
-    );
-    wait_for_ready(&dir);
+    ));
+    let mut graceinit = s.start(&["--config", &config], &s.app_recording_term(7));
 
-    let sigterm_at = graceinit.signal(libc::SIGTERM);
-    let exit = graceinit.wait(Duration::from_secs(15));
-    let stderr = graceinit.stderr();
-    assert_eq!(
-        exit.code, 7,
-        "graceinit exits with the app's code; stderr:\n{stderr}"
-    );
+    let sigterm_at = graceinit.drain();
+    let (_, stderr) = graceinit.finish(7, "graceinit exits with the app's code");
 
     let failures = lines_with(&stderr, "FailedPreStopHook");
     assert_eq!(failures.len(), 1, "one FailedPreStopHook event:\n{stderr}");
     assert!(failures[0].contains("pre_stop#1"), "{}", failures[0]);
 
-    let events = stamped_lines(&dir.read("events"));
-    assert_eq!(events.len(), 1, "the app got TERM exactly once: {events:?}");
-    let after = events[0].1 - sigterm_at;
+    let after = s.term_once() - sigterm_at;
     assert!(
         after < 3 * SECOND,
         "a refused connection fails at once, so the app gets TERM right away, not {:.3}s later",
@@ -278,38 +182,21 @@ timeout = "5s"
 #[test]
 fn app_ignoring_sigterm_is_killed_at_the_grace_period() {
     let _serial = serial();
-    let dir = TempDir::new("ignore-term");
-    let app = app_ignoring_term(&dir);
-    let mut graceinit = Graceinit::start(
-        &[
-            "--grace-period",
-            "3s",
-            "--stop-timeout",
-            "2s",
-            "--",
-            "sh",
-            "-c",
-            &app,
-        ],
-        &[],
+    let s = Scenario::new("ignore-term");
+    let mut graceinit = s.start(
+        &["--grace-period", "3s", "--stop-timeout", "2s"],
+        &s.app_ignoring_term(),
     );
-    wait_for_ready(&dir);
 
-    let sent = std::time::Instant::now();
-    graceinit.signal(libc::SIGTERM);
-    let exit = graceinit.wait(Duration::from_secs(15));
+    let sent = Instant::now();
+    graceinit.drain();
+    let (exit, stderr) = graceinit.finish(137, "the app died of SIGKILL");
     let took = exit.at - sent;
-    let stderr = graceinit.stderr();
-    assert_eq!(exit.code, 137, "the app died of SIGKILL; stderr:\n{stderr}");
     assert!(
         took >= Duration::from_secs(3) && took < Duration::from_millis(3400),
         "graceinit exited {took:?} after SIGTERM; SIGKILL is due at 3s (grace_period)\n{stderr}"
     );
-    assert_eq!(
-        lines_with(&stderr, "Killing").len(),
-        1,
-        "one Killing event:\n{stderr}"
-    );
+    assert_lines(&stderr, "Killing", 1, "one Killing event");
 }
 
 // 5. A failing post_start hook kills the app; with on_failure = "ignore" it does not.
@@ -327,7 +214,7 @@ exec = ["sh", "-c", "exit 3"]
     let mut graceinit = Graceinit::spawn(
         &[
             "--config",
-            failing.to_str().unwrap(),
+            &failing,
             "--stop-timeout",
             "2s",
             "--",
@@ -336,12 +223,7 @@ exec = ["sh", "-c", "exit 3"]
         ],
         &[],
     );
-    let exit = graceinit.wait(Duration::from_secs(15));
-    let stderr = graceinit.stderr();
-    assert_eq!(
-        exit.code, 1,
-        "a failed post_start hook makes graceinit exit 1; stderr:\n{stderr}"
-    );
+    let (exit, stderr) = graceinit.finish(1, "a failed post_start hook makes graceinit exit 1");
     assert!(
         exit.at - graceinit.started < Duration::from_secs(5),
         "the app is stopped at once (it dies of SIGTERM), not after a grace period: {:?}",
@@ -366,7 +248,7 @@ on_failure = "ignore"
     let mut graceinit = Graceinit::start(
         &[
             "--config",
-            ignored.to_str().unwrap(),
+            &ignored,
             "--stop-timeout",
             "2s",
             "--",
@@ -382,13 +264,8 @@ on_failure = "ignore"
         "with on_failure = \"ignore\" the app keeps running:\n{}",
         graceinit.stderr()
     );
-    graceinit.signal(libc::SIGTERM);
-    let exit = graceinit.wait(Duration::from_secs(15));
-    let stderr = graceinit.stderr();
-    assert_eq!(
-        exit.code, 143,
-        "the app (sleep) died of the test's SIGTERM; stderr:\n{stderr}"
-    );
+    graceinit.drain();
+    let (_, stderr) = graceinit.finish(143, "the app (sleep) died of the test's SIGTERM");
     assert!(
         !stderr.contains("FailedPostStartHook"),
         "an ignored failure is no event:\n{stderr}"
@@ -399,9 +276,8 @@ on_failure = "ignore"
 #[test]
 fn hook_output_is_complete_and_in_order_even_when_the_hook_is_killed() {
     let _serial = serial();
-    let dir = TempDir::new("output");
-    let config = dir.write(
-        "graceinit.toml",
+    let s = Scenario::new("output");
+    let config = s.config(
         r#"
 [[hooks.post_start]]
 exec = ["sh", "-c", "echo out1; echo err1 >&2; echo out2; echo err2 >&2; printf 'no newline'"]
@@ -414,18 +290,11 @@ timeout = "1s"
 exec = ["sh", "-c", "printf 'line %s\\n' $(seq 1 20000); kill -KILL 0"]
 "#,
     );
-    let app = app_recording_term(&dir, 0);
-    let mut graceinit = Graceinit::start(
-        &["--config", config.to_str().unwrap(), "--", "sh", "-c", &app],
-        &[],
-    );
-    wait_for_ready(&dir);
+    let mut graceinit = s.start(&["--config", &config], &s.app_recording_term(0));
     graceinit.wait_for_stderr("[post_start#1] no newline", Duration::from_secs(10));
 
-    graceinit.signal(libc::SIGTERM);
-    let exit = graceinit.wait(Duration::from_secs(15));
-    let stderr = graceinit.stderr();
-    assert_eq!(exit.code, 0, "stderr:\n{stderr}");
+    graceinit.drain();
+    let (_, stderr) = graceinit.finish(0, "");
 
     assert_eq!(
         hook_lines(&stderr, "post_start#1"),
@@ -459,7 +328,6 @@ exec = ["sh", "-c", "printf 'line %s\\n' $(seq 1 20000); kill -KILL 0"]
 /// after asserting exit code 2.
 fn config_error(dir: &TempDir, name: &str, contents: &str) -> (String, String) {
     let path = dir.write(name, contents);
-    let path = path.to_str().unwrap().to_string();
     let (code, _, stderr) = run(
         &["--config", &path, "--", "true"],
         &[],
@@ -467,6 +335,14 @@ fn config_error(dir: &TempDir, name: &str, contents: &str) -> (String, String) {
     );
     assert_eq!(code, 2, "a config error is exit 2; stderr:\n{stderr}");
     (path, stderr)
+}
+
+/// The first line of `stderr` that names `path` ("" if none).
+fn line_naming<'a>(stderr: &'a str, path: &str) -> &'a str {
+    stderr
+        .lines()
+        .find(|l| l.contains(&format!("{path}:")))
+        .unwrap_or_default()
 }
 
 // 7. Config errors name file:line:column.
@@ -495,10 +371,7 @@ fn config_errors_name_file_line_and_column() {
         "bad-duration.toml",
         "[app]\nstop_timeout = \"10 parsecs\"\n",
     );
-    let line = stderr
-        .lines()
-        .find(|l| l.contains(&format!("{path}:")))
-        .unwrap_or_default();
+    let line = line_naming(&stderr, &path);
     assert!(line.contains(&format!("{path}:2:16: ")), "{stderr}");
     assert!(line.contains("duration"), "{stderr}");
 
@@ -508,10 +381,7 @@ fn config_errors_name_file_line_and_column() {
         "two-actions.toml",
         "[app]\nstop_timeout = \"5s\"\n\n[[hooks.pre_stop]]\nsleep = \"1s\"\nexec = [\"true\"]\n",
     );
-    let line = stderr
-        .lines()
-        .find(|l| l.contains(&format!("{path}:")))
-        .unwrap_or_default();
+    let line = line_naming(&stderr, &path);
     assert!(line.contains(&format!("{path}:4:1: ")), "{stderr}");
     assert!(line.contains("one action"), "{stderr}");
 
@@ -532,11 +402,7 @@ fn check_prints_the_drain_budget() {
         "too-long.toml",
         "[app]\nstop_timeout = \"15s\"\ngrace_period = \"30s\"\n\n[[hooks.pre_stop]]\nsleep = \"20s\"\n",
     );
-    let (code, stdout, stderr) = run(
-        &["check", too_long.to_str().unwrap()],
-        &[],
-        Duration::from_secs(10),
-    );
+    let (code, stdout, stderr) = run(&["check", &too_long], &[], Duration::from_secs(10));
     assert_eq!(
         code, 0,
         "a config that does not fit is still valid: {stderr}"
@@ -551,11 +417,7 @@ fn check_prints_the_drain_budget() {
         "fits.toml",
         "[app]\nstop_timeout = \"15s\"\ngrace_period = \"30s\"\n\n[[hooks.pre_stop]]\nsleep = \"10s\"\n",
     );
-    let (code, stdout, stderr) = run(
-        &["check", fits.to_str().unwrap()],
-        &[],
-        Duration::from_secs(10),
-    );
+    let (code, stdout, stderr) = run(&["check", &fits], &[], Duration::from_secs(10));
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("fits, with 5s to spare"), "{stdout}");
     assert!(!stderr.contains("does not fit"), "{stderr}");
@@ -565,67 +427,48 @@ fn check_prints_the_drain_budget() {
 #[test]
 fn repeated_sigterm_drains_once() {
     let _serial = serial();
-    let dir = TempDir::new("once");
+    let s = Scenario::new("once");
     let registry = RecordingServer::start();
-    let config = dir.write(
-        "graceinit.toml",
-        &format!(
-            r#"
+    let config = s.config(&format!(
+        r#"
 [[hooks.pre_stop]]
 http = {{ method = "PUT", url = "{url}" }}
 
 [[hooks.pre_stop]]
 sleep = "1s"
 "#,
-            url = registry.url("/eureka/apps/WEB/web-0/status?value=OUT_OF_SERVICE"),
-        ),
-    );
-    // Records every TERM and exits 1s after the last one, so a duplicate sent later by
-    // graceinit would still be seen.
-    let app = format!(
-        "n=0; trap 'echo \"app_term $(date +%s%N)\" >> {events}; n=1' TERM; touch {ready}; \
-         while :; do sleep 0.05 & wait $!; if [ $n -gt 0 ]; then n=$((n + 1)); [ $n -gt 20 ] && exit 0; fi; done",
-        events = dir.str("events"),
-        ready = dir.str("ready"),
-    );
-    let mut graceinit = Graceinit::start(
-        &["--config", config.to_str().unwrap(), "--", "sh", "-c", &app],
-        &[],
-    );
-    wait_for_ready(&dir);
+        url = registry.url("/eureka/apps/WEB/web-0/status?value=OUT_OF_SERVICE"),
+    ));
+    // Exits 1s after the last TERM, so a duplicate sent later by graceinit would be seen.
+    let mut graceinit = s.start(&["--config", &config], &s.app_recording_every_term(20));
 
-    let first_sigterm_at = graceinit.signal(libc::SIGTERM);
+    let first_sigterm_at = graceinit.drain();
     for _ in 0..2 {
         thread::sleep(Duration::from_millis(250));
-        graceinit.signal(libc::SIGTERM);
+        graceinit.drain();
     }
-    let exit = graceinit.wait(Duration::from_secs(15));
-    let stderr = graceinit.stderr();
-    assert_eq!(exit.code, 0, "stderr:\n{stderr}");
+    let (_, stderr) = graceinit.finish(0, "");
     assert_eq!(
         registry.requests().len(),
         1,
         "one deregister call: {:?}",
         registry.requests()
     );
-    let events = stamped_lines(&dir.read("events"));
-    assert_eq!(events.len(), 1, "the app got exactly one TERM: {events:?}");
-    let after = events[0].1 - first_sigterm_at;
+    let after = s.term_once() - first_sigterm_at;
     assert!(
         after >= SECOND * 95 / 100,
         "the repeated SIGTERMs did not cut the 1s pre_stop sleep short: the app got TERM after {:.3}s",
         secs(after)
     );
-    assert_eq!(lines_with(&stderr, "DrainStarted").len(), 1, "{stderr}");
+    assert_lines(&stderr, "DrainStarted", 1, "one drain");
 }
 
 // 10. Another drain signal during the drain skips ahead; once more kills.
 #[test]
 fn second_drain_signal_skips_the_hooks_and_a_third_kills() {
     let _serial = serial();
-    let dir = TempDir::new("escalation");
-    let config = dir.write(
-        "graceinit.toml",
+    let s = Scenario::new("escalation");
+    let config = s.config(
         r#"
 [app]
 stop_timeout = "5s"
@@ -638,57 +481,42 @@ drain = ["SIGTERM", "SIGINT"]
 sleep = "30s"
 "#,
     );
-    let config = config.to_str().unwrap();
 
     // SIGTERM starts the drain; SIGINT skips the 30s sleep and stops the app now.
-    let app = app_recording_term(&dir, 0);
-    let mut graceinit = Graceinit::start(&["--config", config, "--", "sh", "-c", &app], &[]);
-    wait_for_ready(&dir);
-    graceinit.signal(libc::SIGTERM);
+    let mut graceinit = s.start(&["--config", &config], &s.app_recording_term(0));
+    graceinit.drain();
     graceinit.wait_for_stderr("DrainStarted", Duration::from_secs(5));
     thread::sleep(Duration::from_millis(500));
     assert_eq!(
-        dir.read("events"),
+        s.read("events"),
         "",
         "the app is not stopped during the pre_stop sleep"
     );
     let sigint_at = graceinit.signal(libc::SIGINT);
-    let exit = graceinit.wait(Duration::from_secs(15));
-    let stderr = graceinit.stderr();
-    assert_eq!(exit.code, 0, "stderr:\n{stderr}");
-    let events = stamped_lines(&dir.read("events"));
-    assert_eq!(events.len(), 1, "{events:?}");
-    let after = events[0].1 - sigint_at;
-    assert!(
-        (0..SECOND).contains(&after),
-        "the app got its stop signal {:.3}s after the SIGINT; it should be at once",
-        secs(after)
+    graceinit.finish(0, "");
+    assert_between(
+        s.term_once() - sigint_at,
+        0..SECOND,
+        "the app got its stop signal after the SIGINT; it should be at once",
     );
 
     // With an app that ignores its stop signal: SIGTERM, SIGINT (stop), SIGINT (kill).
-    let dir = TempDir::new("escalation-kill");
-    let app = app_ignoring_term(&dir);
-    let mut graceinit = Graceinit::start(&["--config", config, "--", "sh", "-c", &app], &[]);
-    wait_for_ready(&dir);
-    graceinit.signal(libc::SIGTERM);
+    let s = Scenario::new("escalation-kill");
+    let mut graceinit = s.start(&["--config", &config], &s.app_ignoring_term());
+    graceinit.drain();
     graceinit.wait_for_stderr("DrainStarted", Duration::from_secs(5));
     thread::sleep(Duration::from_millis(300));
     graceinit.signal(libc::SIGINT);
     thread::sleep(Duration::from_millis(300));
-    let second_sigint = std::time::Instant::now();
+    let second_sigint = Instant::now();
     graceinit.signal(libc::SIGINT);
-    let exit = graceinit.wait(Duration::from_secs(15));
-    let stderr = graceinit.stderr();
-    assert_eq!(
-        exit.code, 137,
-        "the third drain signal SIGKILLs the app; stderr:\n{stderr}"
-    );
+    let (exit, stderr) = graceinit.finish(137, "the third drain signal SIGKILLs the app");
     assert!(
         exit.at - second_sigint < Duration::from_secs(1),
         "SIGKILL followed the second SIGINT at once, not at a deadline: {:?}",
         exit.at - second_sigint
     );
-    assert_eq!(lines_with(&stderr, "Killing").len(), 1, "{stderr}");
+    assert_lines(&stderr, "Killing", 1, "one Killing event");
 }
 
 // 11. on_ready hooks run after every post_start hook has succeeded.
@@ -706,21 +534,17 @@ exec = ["sh", "-c", "sleep 0.3; echo a >> {order}"]
 [[hooks.on_ready]]
 exec = ["sh", "-c", "echo b >> {order}"]
 "#,
-            order = dir.str("order"),
+            order = dir.file("order"),
         ),
     );
-    let mut graceinit = Graceinit::start(
-        &["--config", config.to_str().unwrap(), "--", "sleep", "1000"],
-        &[],
-    );
-    wait_until("the on_ready hook", Duration::from_secs(10), || {
+    let mut graceinit = Graceinit::start(&["--config", &config, "--", "sleep", "1000"], &[]);
+    wait_until(Duration::from_secs(10), "the on_ready hook", || {
         dir.read("order").lines().count() >= 2
     });
     assert_eq!(dir.read("order"), "a\nb\n");
 
-    graceinit.signal(libc::SIGTERM);
-    let exit = graceinit.wait(Duration::from_secs(15));
-    assert_eq!(exit.code, 143, "stderr:\n{}", graceinit.stderr());
+    graceinit.drain();
+    graceinit.finish(143, "");
     assert_eq!(dir.read("order"), "a\nb\n", "each hook ran once");
 }
 
@@ -742,7 +566,7 @@ http = {{ method = "PUT", url = "http://127.0.0.1:{port}/v1/agent/service/deregi
     );
     let mut command = Command::new(GRACEINIT);
     command
-        .args(["--config", config.to_str().unwrap(), "--", "sleep", "1000"])
+        .args(["--config", &config, "--", "sleep", "1000"])
         .env("TEST_INSTANCE", "web-42")
         .env("TEST_SET_TOKEN", "s3cret")
         .env_remove("TOKEN")
@@ -751,9 +575,8 @@ http = {{ method = "PUT", url = "http://127.0.0.1:{port}/v1/agent/service/deregi
         .stderr(Stdio::piped());
     let mut graceinit = Graceinit::spawn_command(command);
     graceinit.wait_for_stderr("Started:", Duration::from_secs(10));
-    graceinit.signal(libc::SIGTERM);
-    let exit = graceinit.wait(Duration::from_secs(15));
-    assert_eq!(exit.code, 143, "stderr:\n{}", graceinit.stderr());
+    graceinit.drain();
+    graceinit.finish(143, "");
 
     let requests = registry.requests();
     assert_eq!(requests.len(), 1, "{requests:?}");
@@ -839,11 +662,7 @@ fn pod_example_grace_period_fits_the_termination_grace_period() {
     );
     let dir = TempDir::new("pod");
     let config = dir.write("graceinit.toml", &(block.join("\n") + "\n"));
-    let (code, stdout, stderr) = run(
-        &["check", config.to_str().unwrap()],
-        POD_ENV,
-        Duration::from_secs(10),
-    );
+    let (code, stdout, stderr) = run(&["check", &config], POD_ENV, Duration::from_secs(10));
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("fits, with"), "{stdout}");
     assert!(!stderr.contains("warning"), "{stderr}");
@@ -940,10 +759,10 @@ fn hello_example_shows_the_whole_lifecycle_on_ctrl_c_in_a_terminal() {
         .stderr(Stdio::piped());
     let mut script = Graceinit::spawn_command(command);
     let mut terminal = script.take_stdin();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(10);
     while !script.stdout().contains("[on_ready#1]") {
         assert!(
-            std::time::Instant::now() < deadline && script.running(),
+            Instant::now() < deadline && script.running(),
             "the demo did not start on a terminal (is util-linux `script` installed?):\n{}{}",
             script.stdout(),
             script.stderr()
@@ -967,50 +786,36 @@ fn hello_example_shows_the_whole_lifecycle_on_ctrl_c_in_a_terminal() {
 #[test]
 fn drain_waits_for_a_running_on_ready_hook_before_pre_stop() {
     let _serial = serial();
-    let dir = TempDir::new("on-ready-in-flight");
-    let config = dir.write(
-        "graceinit.toml",
-        &format!(
-            r#"
+    let s = Scenario::new("on-ready-in-flight");
+    let config = s.config(&format!(
+        r#"
 [[hooks.on_ready]]
 exec = ["sh", "-c", "date +%s%N > {started}; sleep 1.5; echo register >> {log}"]
 
 [[hooks.pre_stop]]
 exec = ["sh", "-c", "echo deregister >> {log}"]
 "#,
-            started = dir.str("on_ready.started"),
-            log = dir.str("log"),
-        ),
+        started = s.file("on_ready.started"),
+        log = s.file("log"),
+    ));
+    let mut graceinit = s.start(&["--config", &config], &s.app_recording_term(0));
+    s.wait_for_line(
+        "on_ready.started",
+        "the on_ready hook to start",
+        Duration::from_secs(5),
     );
-    let app = app_recording_term(&dir, 0);
-    let mut graceinit = Graceinit::start(
-        &["--config", config.to_str().unwrap(), "--", "sh", "-c", &app],
-        &[],
-    );
-    wait_for_ready(&dir);
-    wait_until("the on_ready hook to start", Duration::from_secs(5), || {
-        dir.read("on_ready.started").ends_with('\n')
-    });
-    let on_ready_started: i128 = dir
-        .read("on_ready.started")
-        .trim()
-        .parse()
-        .expect("the hook wrote its start time");
+    let on_ready_started: i128 = s.number("on_ready.started");
     thread::sleep(Duration::from_millis(300));
-    assert_eq!(dir.read("log"), "", "the on_ready hook is still sleeping");
+    assert_eq!(s.read("log"), "", "the on_ready hook is still sleeping");
 
-    graceinit.signal(libc::SIGTERM);
-    let exit = graceinit.wait(Duration::from_secs(15));
-    let stderr = graceinit.stderr();
-    assert_eq!(exit.code, 0, "stderr:\n{stderr}");
+    graceinit.drain();
+    let (_, stderr) = graceinit.finish(0, "");
     assert_eq!(
-        dir.read("log"),
+        s.read("log"),
         "register\nderegister\n",
         "the registration in flight finished before the deregistration; stderr:\n{stderr}"
     );
-    let events = stamped_lines(&dir.read("events"));
-    assert_eq!(events.len(), 1, "the app got TERM exactly once: {events:?}");
-    let after = events[0].1 - on_ready_started;
+    let after = s.term_once() - on_ready_started;
     assert!(
         after >= SECOND * 3 / 2,
         "the app got TERM {:.3}s after the on_ready hook started; it sleeps 1.5s first",
@@ -1027,11 +832,9 @@ exec = ["sh", "-c", "echo deregister >> {log}"]
 #[test]
 fn on_ready_hook_still_running_at_stop_by_is_aborted() {
     let _serial = serial();
-    let dir = TempDir::new("on-ready-aborted");
-    let config = dir.write(
-        "graceinit.toml",
-        &format!(
-            r#"
+    let s = Scenario::new("on-ready-aborted");
+    let config = s.config(&format!(
+        r#"
 [app]
 grace_period = "4s"
 stop_timeout = "2s"
@@ -1043,77 +846,47 @@ timeout = "60s"
 [[hooks.pre_stop]]
 exec = ["sh", "-c", "echo deregister >> {log}"]
 "#,
-            hook = dir.str("hook.pid"),
-            child = dir.str("child.pid"),
-            log = dir.str("log"),
-        ),
-    );
+        hook = s.file("hook.pid"),
+        child = s.file("child.pid"),
+        log = s.file("log"),
+    ));
     // The app takes 1s to stop after its TERM: the hook's fate is checked while
     // graceinit still runs (its leftover cleanup at the end would hide a survivor).
-    let app = format!(
-        "trap 'echo \"app_term $(date +%s%N)\" >> {events}; sleep 1; exit 3' TERM; touch {ready}; \
-         while :; do sleep 0.05 & wait $!; done",
-        events = dir.str("events"),
-        ready = dir.str("ready"),
-    );
-    let mut graceinit = Graceinit::start(
-        &["--config", config.to_str().unwrap(), "--", "sh", "-c", &app],
-        &[],
-    );
-    wait_for_ready(&dir);
-    wait_until("the on_ready hook to start", Duration::from_secs(5), || {
-        dir.read("child.pid").ends_with('\n')
-    });
-    let hook_pid: i32 = dir.read("hook.pid").trim().parse().expect("hook pid");
-    let child_pid: i32 = dir.read("child.pid").trim().parse().expect("child pid");
+    let app = s.app_on_term("sleep 1; exit 3");
+    let mut graceinit = s.start(&["--config", &config], &app);
+    let (hook_pid, child_pid) = s.hook_pids("the on_ready hook to start", Duration::from_secs(5));
 
-    let sigterm_at = graceinit.signal(libc::SIGTERM);
-    wait_until("the app's TERM", Duration::from_secs(6), || {
-        !dir.read("events").is_empty()
-    });
-    wait_until(
+    let sigterm_at = graceinit.drain();
+    s.wait_for_term(Duration::from_secs(6));
+    wait_gone(
         "the on_ready hook's processes to be gone",
+        &[hook_pid, child_pid],
         Duration::from_millis(500),
-        || !process_exists(hook_pid) && !process_exists(child_pid),
     );
     assert!(graceinit.running(), "the app is still stopping");
-    let exit = graceinit.wait(Duration::from_secs(15));
-    let stderr = graceinit.stderr();
-    assert_eq!(
-        exit.code, 3,
-        "graceinit exits with the app's code; stderr:\n{stderr}"
-    );
+    let (_, stderr) = graceinit.finish(3, "graceinit exits with the app's code");
 
-    let events = stamped_lines(&dir.read("events"));
-    assert_eq!(events.len(), 1, "the app got TERM exactly once: {events:?}");
-    let after = events[0].1 - sigterm_at;
-    assert!(
-        (SECOND * 18 / 10..SECOND * 35 / 10).contains(&after),
-        "the app got TERM {:.3}s after the trigger; stop_by is at 2s",
-        secs(after)
+    assert_between(
+        s.term_once() - sigterm_at,
+        SECOND * 18 / 10..SECOND * 35 / 10,
+        "the app got TERM after the trigger; stop_by is at 2s",
     );
     assert_eq!(
-        dir.read("log"),
+        s.read("log"),
         "",
         "neither the aborted registration nor a deregistration after stop_by wrote anything"
     );
-    assert_eq!(
-        lines_with(
-            &stderr,
-            "on_ready hooks still running at the stop deadline: aborted"
-        )
-        .len(),
+    assert_lines(
+        &stderr,
+        "on_ready hooks still running at the stop deadline: aborted",
         1,
-        "{stderr}"
+        "the on_ready hook is aborted once",
     );
-    assert_eq!(
-        lines_with(
-            &stderr,
-            "the drain deadline has passed: not starting pre_stop#1"
-        )
-        .len(),
+    assert_lines(
+        &stderr,
+        "the drain deadline has passed: not starting pre_stop#1",
         1,
-        "{stderr}"
+        "pre_stop#1 is skipped once",
     );
     assert!(!stderr.contains("FailedPreStopHook"), "{stderr}");
 }
@@ -1124,35 +897,18 @@ exec = ["sh", "-c", "echo deregister >> {log}"]
 #[test]
 fn escalation_counts_presses_from_the_trigger() {
     let _serial = serial();
-    let dir = TempDir::new("presses");
-    let config = dir.write(
-        "graceinit.toml",
-        "[signals]\ndrain = [\"SIGTERM\", \"SIGINT\"]\n",
-    );
+    let s = Scenario::new("presses");
+    let config = s.config("[signals]\ndrain = [\"SIGTERM\", \"SIGINT\"]\n");
     // Records its TERM, then runs on for 5s.
-    let app = format!(
-        "n=0; trap 'echo \"app_term $(date +%s%N)\" >> {events}; n=1' TERM; touch {ready}; \
-         while :; do sleep 0.05 & wait $!; if [ $n -gt 0 ]; then n=$((n + 1)); [ $n -gt 100 ] && exit 0; fi; done",
-        events = dir.str("events"),
-        ready = dir.str("ready"),
-    );
-    let mut graceinit = Graceinit::start(
-        &["--config", config.to_str().unwrap(), "--", "sh", "-c", &app],
-        &[],
-    );
-    wait_for_ready(&dir);
+    let mut graceinit = s.start(&["--config", &config], &s.app_recording_every_term(100));
 
     // Press 1: the trigger. No pre_stop hooks: the app gets its stop signal at once.
     let first = graceinit.signal(libc::SIGINT);
-    wait_until("the app's TERM", Duration::from_secs(5), || {
-        !dir.read("events").is_empty()
-    });
-    let events = stamped_lines(&dir.read("events"));
-    assert_eq!(events.len(), 1, "{events:?}");
-    assert!(
-        (0..SECOND).contains(&(events[0].1 - first)),
-        "the app got TERM {:.3}s after the trigger; it should be at once",
-        secs(events[0].1 - first)
+    s.wait_for_term(Duration::from_secs(5));
+    assert_between(
+        s.term_once() - first,
+        0..SECOND,
+        "the app got TERM after the trigger; it should be at once",
     );
 
     // Press 2: not a kill.
@@ -1164,49 +920,35 @@ fn escalation_counts_presses_from_the_trigger() {
         "the second SIGINT must not kill the app:\n{}",
         graceinit.stderr()
     );
-    assert_eq!(
-        stamped_lines(&dir.read("events")).len(),
-        1,
-        "still one TERM"
-    );
+    assert_eq!(s.events().len(), 1, "still one TERM");
 
     // Press 3: SIGKILL.
-    let third = std::time::Instant::now();
+    let third = Instant::now();
     graceinit.signal(libc::SIGINT);
-    let exit = graceinit.wait(Duration::from_secs(15));
-    let stderr = graceinit.stderr();
-    assert_eq!(
-        exit.code, 137,
-        "the third SIGINT SIGKILLs the app; stderr:\n{stderr}"
-    );
+    let (exit, stderr) = graceinit.finish(137, "the third SIGINT SIGKILLs the app");
     assert!(
         exit.at - third < Duration::from_secs(1),
         "SIGKILL followed the third SIGINT at once: {:?}",
         exit.at - third
     );
-    assert_eq!(lines_with(&stderr, "Killing").len(), 1, "{stderr}");
-    assert_eq!(
-        lines_with(&stderr, "already has its stop signal").len(),
+    assert_lines(&stderr, "Killing", 1, "one Killing event");
+    assert_lines(
+        &stderr,
+        "already has its stop signal",
         1,
-        "{stderr}"
+        "the second press is logged once",
     );
-    assert_eq!(lines_with(&stderr, "DrainStarted").len(), 1, "{stderr}");
-    assert_eq!(
-        stamped_lines(&dir.read("events")).len(),
-        1,
-        "one TERM in all"
-    );
+    assert_lines(&stderr, "DrainStarted", 1, "one drain");
+    assert_eq!(s.events().len(), 1, "one TERM in all");
 }
 
 // 16. No pre_stop hook starts after stop_by; a sleep hook cut there still succeeds.
 #[test]
 fn no_pre_stop_hook_starts_after_stop_by() {
     let _serial = serial();
-    let dir = TempDir::new("past-stop-by");
-    let config = dir.write(
-        "graceinit.toml",
-        &format!(
-            r#"
+    let s = Scenario::new("past-stop-by");
+    let config = s.config(&format!(
+        r#"
 [app]
 grace_period = "3s"
 stop_timeout = "2s"
@@ -1217,48 +959,32 @@ sleep = "5s"
 [[hooks.pre_stop]]
 exec = ["touch", "{marker}"]
 "#,
-            marker = dir.str("marker"),
-        ),
-    );
-    let app = app_recording_term(&dir, 4);
-    let mut graceinit = Graceinit::start(
-        &["--config", config.to_str().unwrap(), "--", "sh", "-c", &app],
-        &[],
-    );
-    wait_for_ready(&dir);
+        marker = s.file("marker"),
+    ));
+    let mut graceinit = s.start(&["--config", &config], &s.app_recording_term(4));
 
-    let sigterm_at = graceinit.signal(libc::SIGTERM);
-    let exit = graceinit.wait(Duration::from_secs(15));
-    let stderr = graceinit.stderr();
-    assert_eq!(
-        exit.code, 4,
-        "graceinit exits with the app's code; stderr:\n{stderr}"
-    );
-    let events = stamped_lines(&dir.read("events"));
-    assert_eq!(events.len(), 1, "the app got TERM exactly once: {events:?}");
-    let after = events[0].1 - sigterm_at;
-    assert!(
-        (SECOND * 8 / 10..SECOND * 25 / 10).contains(&after),
-        "the app got TERM {:.3}s after the trigger; stop_by is at 1s",
-        secs(after)
+    let sigterm_at = graceinit.drain();
+    let (_, stderr) = graceinit.finish(4, "graceinit exits with the app's code");
+    assert_between(
+        s.term_once() - sigterm_at,
+        SECOND * 8 / 10..SECOND * 25 / 10,
+        "the app got TERM after the trigger; stop_by is at 1s",
     );
     assert!(
-        !dir.path("marker").exists(),
+        !s.join("marker").exists(),
         "pre_stop#2 must not run after stop_by; stderr:\n{stderr}"
     );
-    assert_eq!(
-        lines_with(
-            &stderr,
-            "the drain deadline has passed: not starting pre_stop#2"
-        )
-        .len(),
+    assert_lines(
+        &stderr,
+        "the drain deadline has passed: not starting pre_stop#2",
         1,
-        "{stderr}"
+        "pre_stop#2 is skipped once",
     );
-    assert_eq!(
-        lines_with(&stderr, "FailedPreStopHook").len(),
+    assert_lines(
+        &stderr,
+        "FailedPreStopHook",
         0,
-        "a sleep cut at stop_by succeeded, and the skipped hook did not fail:\n{stderr}"
+        "a sleep cut at stop_by succeeded, and the skipped hook did not fail",
     );
 }
 
@@ -1266,46 +992,27 @@ exec = ["touch", "{marker}"]
 #[test]
 fn sleep_hook_cut_by_its_timeout_succeeds() {
     let _serial = serial();
-    let dir = TempDir::new("sleep-timeout");
-    let config = dir.write(
-        "graceinit.toml",
-        "[[hooks.pre_stop]]\nsleep = \"3s\"\ntimeout = \"1s\"\n",
-    );
-    let app = app_recording_term(&dir, 0);
-    let mut graceinit = Graceinit::start(
-        &["--config", config.to_str().unwrap(), "--", "sh", "-c", &app],
-        &[],
-    );
-    wait_for_ready(&dir);
+    let s = Scenario::new("sleep-timeout");
+    let config = s.config("[[hooks.pre_stop]]\nsleep = \"3s\"\ntimeout = \"1s\"\n");
+    let mut graceinit = s.start(&["--config", &config], &s.app_recording_term(0));
 
-    let sigterm_at = graceinit.signal(libc::SIGTERM);
-    let exit = graceinit.wait(Duration::from_secs(15));
-    let stderr = graceinit.stderr();
-    assert_eq!(exit.code, 0, "stderr:\n{stderr}");
-    let events = stamped_lines(&dir.read("events"));
-    assert_eq!(events.len(), 1, "the app got TERM exactly once: {events:?}");
-    let after = events[0].1 - sigterm_at;
-    assert!(
-        (SECOND * 8 / 10..SECOND * 25 / 10).contains(&after),
-        "the app got TERM {:.3}s after the trigger; the sleep's timeout is 1s",
-        secs(after)
+    let sigterm_at = graceinit.drain();
+    let (_, stderr) = graceinit.finish(0, "");
+    assert_between(
+        s.term_once() - sigterm_at,
+        SECOND * 8 / 10..SECOND * 25 / 10,
+        "the app got TERM after the trigger; the sleep's timeout is 1s",
     );
-    assert_eq!(
-        lines_with(&stderr, "FailedPreStopHook").len(),
-        0,
-        "a sleep hook never fails:\n{stderr}"
-    );
+    assert_lines(&stderr, "FailedPreStopHook", 0, "a sleep hook never fails");
 }
 
 // 18. After a drain, post_stop hooks get what is left until kill_at, not their timeout.
 #[test]
 fn post_stop_hooks_are_cut_at_kill_at_after_a_drain() {
     let _serial = serial();
-    let dir = TempDir::new("post-stop-kill-at");
-    let config = dir.write(
-        "graceinit.toml",
-        &format!(
-            r#"
+    let s = Scenario::new("post-stop-kill-at");
+    let config = s.config(&format!(
+        r#"
 [app]
 grace_period = "2s"
 stop_timeout = "1s"
@@ -1314,30 +1021,19 @@ stop_timeout = "1s"
 exec = ["sh", "-c", "echo $$ > {hook}; sleep 10"]
 timeout = "30s"
 "#,
-            hook = dir.str("hook.pid"),
-        ),
-    );
-    let app = app_recording_term(&dir, 6);
-    let mut graceinit = Graceinit::start(
-        &["--config", config.to_str().unwrap(), "--", "sh", "-c", &app],
-        &[],
-    );
-    wait_for_ready(&dir);
+        hook = s.file("hook.pid"),
+    ));
+    let mut graceinit = s.start(&["--config", &config], &s.app_recording_term(6));
 
-    let sent = std::time::Instant::now();
-    graceinit.signal(libc::SIGTERM);
-    let exit = graceinit.wait(Duration::from_secs(15));
+    let sent = Instant::now();
+    graceinit.drain();
+    let (exit, stderr) = graceinit.finish(6, "graceinit exits with the app's code");
     let took = exit.at - sent;
-    let stderr = graceinit.stderr();
-    assert_eq!(
-        exit.code, 6,
-        "graceinit exits with the app's code; stderr:\n{stderr}"
-    );
     assert!(
         took >= Duration::from_millis(1800) && took < Duration::from_secs(4),
         "graceinit exited {took:?} after SIGTERM; the post_stop hook is cut at kill_at (2s)\n{stderr}"
     );
-    let hook_pid: i32 = dir
+    let hook_pid: i32 = s
         .read("hook.pid")
         .trim()
         .parse()
@@ -1346,9 +1042,5 @@ timeout = "30s"
         !process_exists(hook_pid),
         "the cut hook is gone with graceinit"
     );
-    assert_eq!(
-        stamped_lines(&dir.read("events")).len(),
-        1,
-        "the app got TERM once"
-    );
+    assert_eq!(s.events().len(), 1, "the app got TERM once");
 }

@@ -87,6 +87,19 @@ impl TempDir {
             .expect("temp paths are UTF-8")
             .to_string()
     }
+
+    /// Writes a file in the directory; returns its path as [`TempDir::file`] does.
+    pub fn write(&self, name: &str, contents: &str) -> String {
+        let path = self.join(name);
+        fs::write(&path, contents)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+        self.file(name)
+    }
+
+    /// A file's contents, or "" if it does not exist (yet).
+    pub fn read(&self, name: &str) -> String {
+        fs::read_to_string(self.join(name)).unwrap_or_default()
+    }
 }
 
 impl Drop for TempDir {

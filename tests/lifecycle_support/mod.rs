@@ -1,6 +1,8 @@
-//! Helpers for `tests/lifecycle.rs`: a scratch directory, a recording HTTP server on
-//! loopback, and a handle on a running graceinit (output captured, every wait bounded,
-//! everything it started killed if a test fails midway).
+//! Helpers for `tests/lifecycle.rs`: a [`Scenario`] (a scratch directory with a config
+//! and an `sh` app that records its SIGTERM), a recording HTTP server on loopback, and a
+//! handle on a running graceinit (output captured, every wait bounded, everything it
+//! started killed if a test fails midway). The scratch directory, `wait_until` and the
+//! /proc walk come from `tests/common`.
 //!
 //! Times that must be compared across processes are wall-clock nanoseconds since the
 //! epoch: the server stamps requests with `SystemTime`, the shell scripts with
@@ -8,14 +10,19 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::ops::{Deref, Range};
+use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-pub const GRACEINIT: &str = env!("CARGO_BIN_EXE_graceinit");
+use crate::common::{GRACEINIT, TempDir, descendants, wait_until};
+
+/// How long a test waits for graceinit to exit once it has been told to.
+pub const EXIT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Wall-clock nanoseconds since the epoch, comparable with `date +%s%N`.
 pub fn now_ns() -> i128 {
@@ -28,66 +35,6 @@ pub fn now_ns() -> i128 {
 /// Nanoseconds as seconds, for messages and comparisons.
 pub fn secs(ns: i128) -> f64 {
     ns as f64 / 1e9
-}
-
-/// Polls `condition` every 5 ms until it holds; panics naming `what` after `timeout`.
-pub fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !condition() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        thread::sleep(Duration::from_millis(5));
-    }
-}
-
-/// A fresh directory under the system's temp dir, removed when dropped.
-pub struct TempDir {
-    path: PathBuf,
-}
-
-impl TempDir {
-    pub fn new(tag: &str) -> TempDir {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!(
-            "graceinit-lifecycle-{}-{n}-{tag}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("create a temp dir");
-        TempDir { path }
-    }
-
-    pub fn path(&self, name: &str) -> PathBuf {
-        self.path.join(name)
-    }
-
-    /// `path(name)` as a string, for scripts and configs.
-    pub fn str(&self, name: &str) -> String {
-        self.path(name)
-            .to_str()
-            .expect("temp paths are UTF-8")
-            .to_string()
-    }
-
-    pub fn write(&self, name: &str, contents: &str) -> PathBuf {
-        let path = self.path(name);
-        std::fs::write(&path, contents).expect("write a test file");
-        path
-    }
-
-    /// The file's contents, or "" if it does not exist (yet).
-    pub fn read(&self, name: &str) -> String {
-        std::fs::read_to_string(self.path(name)).unwrap_or_default()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
-    }
 }
 
 /// One request the recording server received.
@@ -221,50 +168,6 @@ pub fn process_exists(pid: i32) -> bool {
     // SAFETY: kill(2) with signal 0 only checks for existence and permission.
     let rc = unsafe { libc::kill(pid, 0) };
     rc == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
-}
-
-/// All descendants of `root`, from /proc.
-fn descendants(root: i32) -> Vec<i32> {
-    let mut parents = Vec::new();
-    if let Ok(entries) = std::fs::read_dir("/proc") {
-        for entry in entries.flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<i32>().ok())
-            else {
-                continue;
-            };
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-                continue;
-            };
-            // "pid (comm) state ppid ...": comm may contain spaces and parentheses.
-            let Some(after) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
-                continue;
-            };
-            if let Some(ppid) = after
-                .split_whitespace()
-                .nth(1)
-                .and_then(|p| p.parse::<i32>().ok())
-            {
-                parents.push((pid, ppid));
-            }
-        }
-    }
-    let mut found = vec![root];
-    let mut i = 0;
-    while i < found.len() {
-        let parent = found[i];
-        found.extend(
-            parents
-                .iter()
-                .filter(|(_, pp)| *pp == parent)
-                .map(|(p, _)| *p),
-        );
-        i += 1;
-    }
-    found.remove(0);
-    found
 }
 
 /// How graceinit ended.
@@ -430,6 +333,25 @@ impl Graceinit {
         }
         exit
     }
+
+    /// Starts the drain: SIGTERM to graceinit. Returns the wall-clock time just before.
+    pub fn drain(&self) -> i128 {
+        self.signal(libc::SIGTERM)
+    }
+
+    /// Waits (up to [`EXIT_TIMEOUT`]) until graceinit exits, asserts its exit code
+    /// (the message is `why`, then the stderr), and returns the exit and the stderr.
+    pub fn finish(&mut self, code: i32, why: &str) -> (Exit, String) {
+        let exit = self.wait(EXIT_TIMEOUT);
+        let stderr = self.stderr();
+        let why = if why.is_empty() {
+            String::new()
+        } else {
+            format!("{why}; ")
+        };
+        assert_eq!(exit.code, code, "{why}stderr:\n{stderr}");
+        (exit, stderr)
+    }
 }
 
 impl Drop for Graceinit {
@@ -482,4 +404,156 @@ pub fn stamped_lines(text: &str) -> Vec<(String, i128)> {
 /// The crate's root, where examples/ lives.
 pub fn crate_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// One lifecycle test's world: a scratch directory (its files are reachable through
+/// `Deref`) in which the config is `graceinit.toml`, the app touches `ready` once it
+/// can take signals and records each SIGTERM as an `app_term <ns>` line in `events`.
+pub struct Scenario {
+    dir: TempDir,
+}
+
+impl Deref for Scenario {
+    type Target = TempDir;
+
+    fn deref(&self) -> &TempDir {
+        &self.dir
+    }
+}
+
+impl Scenario {
+    pub fn new(tag: &str) -> Scenario {
+        Scenario {
+            dir: TempDir::new(&format!("graceinit-lifecycle-{tag}")),
+        }
+    }
+
+    /// Writes `graceinit.toml`; returns its path.
+    pub fn config(&self, text: &str) -> String {
+        self.write("graceinit.toml", text)
+    }
+
+    /// An app that on SIGTERM appends `app_term <ns>` to `events`, then runs `then`
+    /// (e.g. `exit 0`, or `sleep 1; exit 3` to stay alive a while). It touches `ready`
+    /// once its trap is in place. `sleep & wait` lets the trap run at once instead of
+    /// after the current sleep.
+    pub fn app_on_term(&self, then: &str) -> String {
+        format!(
+            "trap 'echo \"app_term $(date +%s%N)\" >> {events}; {then}' TERM; touch {ready}; \
+             while :; do sleep 0.05 & wait $!; done",
+            events = self.file("events"),
+            ready = self.file("ready"),
+        )
+    }
+
+    /// [`Scenario::app_on_term`] exiting with `code` at once.
+    pub fn app_recording_term(&self, code: i32) -> String {
+        self.app_on_term(&format!("exit {code}"))
+    }
+
+    /// An app that records every TERM and exits 0 `ticks` × 50 ms after the last one, so
+    /// that a duplicate sent later by graceinit would still be seen.
+    pub fn app_recording_every_term(&self, ticks: u32) -> String {
+        format!(
+            "n=0; trap 'echo \"app_term $(date +%s%N)\" >> {events}; n=1' TERM; touch {ready}; \
+             while :; do sleep 0.05 & wait $!; if [ $n -gt 0 ]; then n=$((n + 1)); [ $n -gt {ticks} ] && exit 0; fi; done",
+            events = self.file("events"),
+            ready = self.file("ready"),
+        )
+    }
+
+    /// An app on which SIGTERM has no effect at all: the shell ignores it, and its
+    /// `sleep` children inherit the ignored disposition.
+    pub fn app_ignoring_term(&self) -> String {
+        format!(
+            "trap '' TERM; touch {}; while :; do sleep 0.1; done",
+            self.file("ready")
+        )
+    }
+
+    /// Starts `graceinit ARGS... -- sh -c APP` and waits until the app is ready.
+    pub fn start(&self, args: &[&str], app: &str) -> Graceinit {
+        let command: Vec<&str> = args
+            .iter()
+            .copied()
+            .chain(["--", "sh", "-c", app])
+            .collect();
+        let graceinit = Graceinit::start(&command, &[]);
+        wait_until(Duration::from_secs(10), "the app to be ready", || {
+            self.join("ready").exists()
+        });
+        graceinit
+    }
+
+    /// The `name nanoseconds` lines of `events`.
+    pub fn events(&self) -> Vec<(String, i128)> {
+        stamped_lines(&self.read("events"))
+    }
+
+    /// When the app got its TERM, asserting it got exactly one.
+    pub fn term_once(&self) -> i128 {
+        let events = self.events();
+        assert_eq!(events.len(), 1, "the app got TERM exactly once: {events:?}");
+        events[0].1
+    }
+
+    /// Waits until the app has recorded a TERM.
+    pub fn wait_for_term(&self, timeout: Duration) {
+        wait_until(timeout, "the app's TERM", || {
+            !self.read("events").is_empty()
+        });
+    }
+
+    /// Waits until the file `name` holds a whole line (a script wrote it).
+    pub fn wait_for_line(&self, name: &str, what: &str, timeout: Duration) {
+        wait_until(timeout, what, || self.read(name).ends_with('\n'));
+    }
+
+    /// The number in the file `name`.
+    pub fn number<T: FromStr>(&self, name: &str) -> T {
+        let text = self.read(name);
+        text.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{name} holds no number: {text:?}"))
+    }
+
+    /// For a hook that runs `echo $$ > hook.pid; sleep N & echo $! > child.pid; ...`:
+    /// waits until it has started, and returns (the hook's pid, its child's pid).
+    pub fn hook_pids(&self, what: &str, timeout: Duration) -> (i32, i32) {
+        self.wait_for_line("child.pid", what, timeout);
+        (self.number("hook.pid"), self.number("child.pid"))
+    }
+}
+
+/// Waits until none of `pids` exists any more.
+pub fn wait_gone(what: &str, pids: &[i32], timeout: Duration) {
+    wait_until(timeout, what, || {
+        pids.iter().all(|&pid| !process_exists(pid))
+    });
+}
+
+/// The lines of `text` that contain `needle`.
+pub fn lines_with<'a>(text: &'a str, needle: &str) -> Vec<&'a str> {
+    text.lines().filter(|l| l.contains(needle)).collect()
+}
+
+/// Asserts that exactly `count` lines of `stderr` contain `needle`.
+pub fn assert_lines(stderr: &str, needle: &str, count: usize, why: &str) {
+    assert_eq!(
+        lines_with(stderr, needle).len(),
+        count,
+        "{why}: expected {count} line(s) with {needle:?} in stderr:\n{stderr}"
+    );
+}
+
+/// Asserts that a delay of `ns` nanoseconds lies in `expected`; `what` says what
+/// happened how long after what.
+pub fn assert_between(ns: i128, expected: Range<i128>, what: &str) {
+    assert!(
+        expected.contains(&ns),
+        "{what}: {:.3}s, expected from {:.3}s to under {:.3}s",
+        secs(ns),
+        secs(expected.start),
+        secs(expected.end)
+    );
 }
