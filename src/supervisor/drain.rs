@@ -131,7 +131,7 @@ impl Supervisor {
         }
     }
 
-    /// The drain, started once: readiness off, pre_stop hooks in order, the stop signal
+    /// The drain, started once: phase draining (not ready), pre_stop hooks in order, the stop signal
     /// at `stop_by` at the latest, SIGKILL at `kill_at`.
     pub(super) fn begin_drain(&mut self, sig: c_int) {
         let deadlines = Deadlines::from_trigger(
@@ -140,7 +140,6 @@ impl Supervisor {
             self.settings.stop_timeout,
         );
         self.phase = Phase::Draining;
-        self.ready = false;
         let hooks = self.settings.hooks.pre_stop.clone();
         self.events.record(
             Reason::DrainStarted,

@@ -24,11 +24,10 @@ impl Supervisor {
             Message::Report(phase, on_failure, report) => self.on_report(phase, on_failure, report),
             Message::PhaseDone(HookPhase::PostStart, true) if self.phase == Phase::Starting => {
                 self.phase = Phase::Running;
-                self.ready = true;
                 tracing::info!("the app is ready");
                 let on_ready = self.settings.hooks.on_ready.clone();
                 if !on_ready.is_empty() {
-                    let task = self.spawn_hooks(HookPhase::OnReady, on_ready, None);
+                    let task = self.spawn_hooks(HookPhase::OnReady, on_ready);
                     self.on_ready = Some(task);
                 }
             }
@@ -66,15 +65,10 @@ impl Supervisor {
         }
     }
 
-    /// Runs `hooks` in order on a task of their own; each report, then the phase's end,
-    /// comes back as a message.
-    pub(super) fn spawn_hooks(
-        &self,
-        phase: HookPhase,
-        hooks: Vec<Hook>,
-        deadline: Option<Instant>,
-    ) -> JoinHandle<()> {
-        self.spawn_hooks_after(None, phase, hooks, deadline)
+    /// Runs `hooks` in order on a task of their own, with no deadline (post_start,
+    /// on_ready); each report, then the phase's end, comes back as a message.
+    pub(super) fn spawn_hooks(&self, phase: HookPhase, hooks: Vec<Hook>) -> JoinHandle<()> {
+        self.spawn_hooks_after(None, phase, hooks, None)
     }
 
     /// Like `spawn_hooks`, but first lets `before` finish (until `deadline`, then it is

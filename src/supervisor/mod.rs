@@ -116,7 +116,6 @@ struct Supervisor {
     app: Pid,
     phase: Phase,
     shutdown: Option<Shutdown>,
-    ready: bool,
     messages: mpsc::UnboundedReceiver<Message>,
     sender: mpsc::UnboundedSender<Message>,
     tasks: Vec<JoinHandle<()>>,
@@ -152,7 +151,6 @@ impl Supervisor {
             app: spawned.pid,
             phase: Phase::Starting,
             shutdown: None,
-            ready: false,
             messages,
             sender,
             tasks: Vec::new(),
@@ -163,7 +161,7 @@ impl Supervisor {
             format!("app {:?} is pid {}", command[0], spawned.pid),
         );
         let post_start = supervisor.settings.hooks.post_start.clone();
-        let task = supervisor.spawn_hooks(HookPhase::PostStart, post_start, None);
+        let task = supervisor.spawn_hooks(HookPhase::PostStart, post_start);
         supervisor.tasks.push(task);
 
         let status = supervisor.supervise(spawned.exit).await;
