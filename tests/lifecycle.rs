@@ -743,6 +743,9 @@ fn hello_example_shows_the_whole_lifecycle_on_sigint() {
 }
 
 // The README's demo on a real terminal: Ctrl-C typed into a pty (util-linux `script`).
+// `exec` makes graceinit the session leader, as in `docker run -it`: were the shell left
+// between `script` and graceinit (a shell that does not exec its last command), the
+// shell would own the foreground group and die of the Ctrl-C itself.
 #[test]
 fn hello_example_shows_the_whole_lifecycle_on_ctrl_c_in_a_terminal() {
     let _serial = serial();
@@ -751,9 +754,10 @@ fn hello_example_shows_the_whole_lifecycle_on_ctrl_c_in_a_terminal() {
     command
         .args([
             "-qec",
-            &format!("{GRACEINIT} --config {}", hello.display()),
+            &format!("exec {GRACEINIT} --config {}", hello.display()),
             "/dev/null",
         ])
+        .env("SHELL", "/bin/sh")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
