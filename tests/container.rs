@@ -11,6 +11,8 @@
 //! Needs rootful podman configured by `ci/podman-setup.sh`; the tests fail, never skip,
 //! when podman or musl-gcc is missing or cannot run a container.
 
+mod common;
+
 use std::borrow::BorrowMut;
 use std::ffi::OsStr;
 use std::fs;
@@ -20,6 +22,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use common::{children, ns_pid};
 
 /// podman on two busy cores is slow and the tests time `podman stop`: one at a time.
 static LOCK: Mutex<()> = Mutex::new(());
@@ -556,37 +560,26 @@ fn graceinit_is_pid_1_and_the_app_its_child() {
         "the container's init process is graceinit, with the image's ENTRYPOINT and CMD"
     );
     assert_eq!(
-        ns_pid(&proc_dir),
-        "1",
+        ns_pid(host_pid.parse().unwrap()),
+        1,
         "graceinit's PID inside the container"
     );
 
     // Its children, over all its threads: exactly one, the app, which reported its own PID.
-    let mut children = Vec::new();
-    for task in fs::read_dir(proc_dir.join("task")).unwrap() {
-        let listed = fs::read_to_string(task.unwrap().path().join("children")).unwrap();
-        children.extend(listed.split_whitespace().map(str::to_string));
-    }
+    let children = children(host_pid.parse().unwrap());
     assert_eq!(
         children.len(),
         1,
         "graceinit's children (host PIDs): {children:?}"
     );
-    let app_dir = Path::new("/proc").join(&children[0]);
-    assert_eq!(ns_pid(&app_dir), app_pid, "the child is the app");
+    assert_eq!(
+        ns_pid(children[0]).to_string(),
+        app_pid,
+        "the child is the app"
+    );
 
     stop(&container, STOP_TIMEOUT_ARG);
     assert_eq!(exit_code(&container), 0, "logs:\n{}", logs(&container));
-}
-
-/// The innermost PID namespace's view of a process: the last field of `NSpid:`.
-fn ns_pid(proc_dir: &Path) -> String {
-    let status = fs::read_to_string(proc_dir.join("status")).unwrap();
-    let line = status
-        .lines()
-        .find(|line| line.starts_with("NSpid:"))
-        .unwrap_or_else(|| panic!("no NSpid in {}/status", proc_dir.display()));
-    line.split_whitespace().last().unwrap().to_string()
 }
 
 /// The project's Containerfile as a user sees it: `--target prebuilt` builds from a local

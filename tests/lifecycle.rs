@@ -3,7 +3,9 @@
 //! registry. Config file, hooks, and the drain with its deadlines (DESIGN.md "The
 //! lifecycle", "Hooks and probes", "Configuration"), plus every shipped example.
 //!
-//! graceinit runs as a plain child of the test (not PID 1, so a child subreaper). Times
+//! graceinit runs as a plain child of the test (not PID 1, so a child subreaper); the
+//! central drain tests (`_as_pid1`) run again with graceinit as PID 1 of a new PID
+//! namespace, as in a container, where every orphan and leftover is its own. Times
 //! compared across processes are wall-clock nanoseconds: the server's `SystemTime`
 //! stamps and the scripts' `date +%s%N`. Tests that run graceinit hold `serial()`, so
 //! the deadlines they measure are not disturbed by each other on a 2-core machine.
@@ -14,14 +16,13 @@ mod common;
 mod lifecycle_support;
 
 use std::io::Write;
-use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{GRACEINIT, TempDir, serial, wait_until};
+use common::{GRACEINIT, Launch, TempDir, serial, wait_until};
 use lifecycle_support::{
-    Graceinit, RecordingServer, Scenario, assert_between, assert_lines, closed_port, crate_dir,
-    hook_lines, lines_with, process_exists, run, secs, wait_gone,
+    Graceinit, Mode, RecordingServer, Scenario, assert_between, assert_lines, closed_port,
+    crate_dir, hook_lines, lines_with, process_exists, run, secs, wait_gone,
 };
 
 const SECOND: i128 = 1_000_000_000;
@@ -34,7 +35,16 @@ fn position(haystack: &str, needle: &str) -> usize {
 
 // 1. The whole drain, in order: deregister, wait, stop the app, post_stop, exit.
 #[test]
-fn drain_runs_pre_stop_hooks_in_order_then_stops_the_app_then_post_stop() {
+fn drain_runs_pre_stop_hooks_in_order_then_stops_the_app_then_post_stop_as_subreaper() {
+    whole_drain(Mode::Subreaper);
+}
+
+#[test]
+fn drain_runs_pre_stop_hooks_in_order_then_stops_the_app_then_post_stop_as_pid1() {
+    whole_drain(Mode::Pid1);
+}
+
+fn whole_drain(mode: Mode) {
     let _serial = serial();
     let s = Scenario::new("order");
     let registry = RecordingServer::start();
@@ -53,7 +63,7 @@ exec = ["sh", "-c", "echo \"post_stop $(date +%s%N)\" >> {events}"]
         url = registry.url("/eureka/apps/WEB/web-0/status?value=OUT_OF_SERVICE"),
         events = s.file("events"),
     ));
-    let mut graceinit = s.start(&["--config", &config], &s.app_recording_term(0));
+    let mut graceinit = s.start_as(mode, &["--config", &config], &s.app_recording_term(0));
 
     let sigterm_at = graceinit.drain();
     let (_, stderr) = graceinit.finish(0, "the app exited 0 on SIGTERM");
@@ -180,10 +190,20 @@ timeout = "5s"
 
 // 4. An app that ignores SIGTERM is SIGKILLed at T0 + grace_period (promised within 100ms).
 #[test]
-fn app_ignoring_sigterm_is_killed_at_the_grace_period() {
+fn app_ignoring_sigterm_is_killed_at_the_grace_period_as_subreaper() {
+    kill_at_grace_period(Mode::Subreaper);
+}
+
+#[test]
+fn app_ignoring_sigterm_is_killed_at_the_grace_period_as_pid1() {
+    kill_at_grace_period(Mode::Pid1);
+}
+
+fn kill_at_grace_period(mode: Mode) {
     let _serial = serial();
     let s = Scenario::new("ignore-term");
-    let mut graceinit = s.start(
+    let mut graceinit = s.start_as(
+        mode,
         &["--grace-period", "3s", "--stop-timeout", "2s"],
         &s.app_ignoring_term(),
     );
@@ -201,7 +221,16 @@ fn app_ignoring_sigterm_is_killed_at_the_grace_period() {
 
 // 5. A failing post_start hook kills the app; with on_failure = "ignore" it does not.
 #[test]
-fn failing_post_start_hook_kills_the_app_unless_ignored() {
+fn failing_post_start_hook_kills_the_app_unless_ignored_as_subreaper() {
+    failing_post_start(Mode::Subreaper);
+}
+
+#[test]
+fn failing_post_start_hook_kills_the_app_unless_ignored_as_pid1() {
+    failing_post_start(Mode::Pid1);
+}
+
+fn failing_post_start(mode: Mode) {
     let _serial = serial();
     let dir = TempDir::new("post-start");
     let failing = dir.write(
@@ -211,7 +240,8 @@ fn failing_post_start_hook_kills_the_app_unless_ignored() {
 exec = ["sh", "-c", "exit 3"]
 "#,
     );
-    let mut graceinit = Graceinit::spawn(
+    let mut graceinit = Graceinit::spawn_as(
+        mode,
         &[
             "--config",
             &failing,
@@ -245,7 +275,8 @@ exec = ["sh", "-c", "echo hook ran; exit 3"]
 on_failure = "ignore"
 "#,
     );
-    let mut graceinit = Graceinit::start(
+    let mut graceinit = Graceinit::start_as(
+        mode,
         &[
             "--config",
             &ignored,
@@ -425,7 +456,16 @@ fn check_prints_the_drain_budget() {
 
 // 9. The drain runs once, however many SIGTERMs arrive.
 #[test]
-fn repeated_sigterm_drains_once() {
+fn repeated_sigterm_drains_once_as_subreaper() {
+    drain_once(Mode::Subreaper);
+}
+
+#[test]
+fn repeated_sigterm_drains_once_as_pid1() {
+    drain_once(Mode::Pid1);
+}
+
+fn drain_once(mode: Mode) {
     let _serial = serial();
     let s = Scenario::new("once");
     let registry = RecordingServer::start();
@@ -440,7 +480,11 @@ sleep = "1s"
         url = registry.url("/eureka/apps/WEB/web-0/status?value=OUT_OF_SERVICE"),
     ));
     // Exits 1s after the last TERM, so a duplicate sent later by graceinit would be seen.
-    let mut graceinit = s.start(&["--config", &config], &s.app_recording_every_term(20));
+    let mut graceinit = s.start_as(
+        mode,
+        &["--config", &config],
+        &s.app_recording_every_term(20),
+    );
 
     let first_sigterm_at = graceinit.drain();
     for _ in 0..2 {
@@ -564,16 +608,11 @@ http = {{ method = "PUT", url = "http://127.0.0.1:{port}/v1/agent/service/deregi
             port = registry.port,
         ),
     );
-    let mut command = Command::new(GRACEINIT);
-    command
-        .args(["--config", &config, "--", "sleep", "1000"])
+    let launch = Launch::direct(["--config", &config, "--", "sleep", "1000"])
         .env("TEST_INSTANCE", "web-42")
         .env("TEST_SET_TOKEN", "s3cret")
-        .env_remove("TOKEN")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut graceinit = Graceinit::spawn_command(command);
+        .env_remove("TOKEN");
+    let mut graceinit = Graceinit::launch(launch);
     graceinit.wait_for_stderr("Started:", Duration::from_secs(10));
     graceinit.drain();
     graceinit.finish(143, "");
@@ -750,18 +789,17 @@ fn hello_example_shows_the_whole_lifecycle_on_sigint() {
 fn hello_example_shows_the_whole_lifecycle_on_ctrl_c_in_a_terminal() {
     let _serial = serial();
     let hello = crate_dir().join("examples/hello.toml");
-    let mut command = Command::new("script");
-    command
-        .args([
+    let launch = Launch::program(
+        "script",
+        [
             "-qec",
             &format!("exec {GRACEINIT} --config {}", hello.display()),
             "/dev/null",
-        ])
-        .env("SHELL", "/bin/sh")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut script = Graceinit::spawn_command(command);
+        ],
+    )
+    .env("SHELL", "/bin/sh")
+    .stdin_piped();
+    let mut script = Graceinit::launch(launch);
     let mut terminal = script.take_stdin();
     let deadline = Instant::now() + Duration::from_secs(10);
     while !script.stdout().contains("[on_ready#1]") {

@@ -230,6 +230,11 @@ impl Launch {
         self
     }
 
+    pub fn env_remove(mut self, key: impl AsRef<OsStr>) -> Launch {
+        self.command.env_remove(key);
+        self
+    }
+
     pub fn cwd(mut self, dir: impl AsRef<Path>) -> Launch {
         self.command.current_dir(dir);
         self
@@ -306,6 +311,11 @@ impl Output {
 
     fn so_far(&self) -> String {
         String::from_utf8_lossy(&self.bytes.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+    }
+
+    /// Whether every writer has closed the pipe (so [`Output::so_far`] is all of it).
+    fn closed(&self) -> bool {
+        self.reader.as_ref().is_none_or(JoinHandle::is_finished)
     }
 
     /// Everything, once the writers are gone; bounded, since a leftover process holding
@@ -439,6 +449,31 @@ impl Running {
             .expect("started with Launch::stdin_piped()")
     }
 
+    /// Takes the pipe to the process's stdin, if [`Launch::stdin_piped`].
+    pub fn take_stdin(&mut self) -> ChildStdin {
+        self.stdin
+            .take()
+            .expect("started with Launch::stdin_piped()")
+    }
+
+    /// The exit status if the process has exited (reaping it), without waiting. Once it
+    /// has, dropping `self` no longer kills anything.
+    pub fn try_exit(&mut self) -> Option<ExitStatus> {
+        let status = self
+            .child
+            .try_wait()
+            .unwrap_or_else(|e| panic!("cannot wait for the process: {e}"));
+        if status.is_some() {
+            self.done = true;
+        }
+        status
+    }
+
+    /// Whether the process and everything it started have closed stdout and stderr.
+    pub fn outputs_closed(&self) -> bool {
+        self.stdout.closed() && self.stderr.closed()
+    }
+
     pub fn stdout_so_far(&self) -> String {
         self.stdout.so_far()
     }
@@ -558,6 +593,19 @@ pub fn children(pid: i32) -> Vec<i32> {
         }
     }
     found
+}
+
+/// The pid of a process as its innermost PID namespace sees it: the last field of
+/// `NSpid:` in /proc/PID/status (1 for graceinit as a container's init).
+pub fn ns_pid(pid: i32) -> i32 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("cannot read /proc/{pid}/status: {e}"));
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("NSpid:"))
+        .and_then(|pids| pids.split_whitespace().last())
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("no NSpid in /proc/{pid}/status:\n{status}"))
 }
 
 /// Every descendant of `pid`, parents before children.

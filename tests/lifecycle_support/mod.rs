@@ -12,14 +12,13 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::ops::{Deref, Range};
 use std::path::Path;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::ChildStdin;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::common::{GRACEINIT, TempDir, descendants, wait_until};
+use crate::common::{Launch, Running, TempDir, ns_pid, send_signal, wait_until};
 
 /// How long a test waits for graceinit to exit once it has been told to.
 pub const EXIT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -151,18 +150,6 @@ pub fn closed_port() -> u16 {
     listener.local_addr().expect("local address").port()
 }
 
-/// Sends `sig` to `pid`.
-pub fn send_signal(pid: i32, sig: libc::c_int) {
-    // SAFETY: kill(2) has no memory-safety preconditions.
-    let rc = unsafe { libc::kill(pid, sig) };
-    assert_eq!(
-        rc,
-        0,
-        "kill({pid}, {sig}): {}",
-        std::io::Error::last_os_error()
-    );
-}
-
 /// Whether a process (zombies included) with this pid exists: `kill -0`.
 pub fn process_exists(pid: i32) -> bool {
     // SAFETY: kill(2) with signal 0 only checks for existence and permission.
@@ -178,76 +165,48 @@ pub struct Exit {
     pub at: Instant,
 }
 
-/// Text a child writes to a pipe, collected by a thread.
-struct Collected {
-    text: Arc<Mutex<String>>,
-    done: Arc<AtomicBool>,
+/// How a test runs graceinit.
+#[derive(Clone, Copy, Debug)]
+pub enum Mode {
+    /// A plain child of the test, so a child subreaper.
+    Subreaper,
+    /// PID 1 of a new PID namespace (`unshare --pid --fork --mount-proc`), as in a
+    /// container. Pids that the scripts write are then the namespace's, not the test's.
+    Pid1,
 }
 
-impl Collected {
-    fn start(mut pipe: impl Read + Send + 'static) -> Collected {
-        let text = Arc::new(Mutex::new(String::new()));
-        let done = Arc::new(AtomicBool::new(false));
-        let (t, d) = (text.clone(), done.clone());
-        thread::spawn(move || {
-            let mut buffer = [0u8; 8192];
-            loop {
-                match pipe.read(&mut buffer) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => t
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push_str(&String::from_utf8_lossy(&buffer[..n])),
-                }
-            }
-            d.store(true, Ordering::SeqCst);
-        });
-        Collected { text, done }
-    }
-
-    fn get(&self) -> String {
-        self.text.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-}
-
-/// A running graceinit (not PID 1, so a child subreaper), stdin from /dev/null, stdout
-/// and stderr captured. Dropping it kills it and everything under it.
+/// A running graceinit with stdout and stderr captured, either a plain child of the test
+/// (so a child subreaper) or PID 1 of a new PID namespace. Dropping it before it exits
+/// (a failed test) kills it and everything under it.
 pub struct Graceinit {
-    child: Child,
-    pub pid: i32,
+    running: Running,
     pub started: Instant,
-    stdout: Collected,
-    stderr: Collected,
     exit: Option<Exit>,
 }
 
 impl Graceinit {
-    /// `graceinit ARGS...` with the environment of the test plus `env`.
+    /// `graceinit ARGS...` as a plain child, with the test's environment plus `env`.
     pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> Graceinit {
-        let mut command = Command::new(GRACEINIT);
-        command
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (name, value) in env {
-            command.env(name, value);
-        }
-        Graceinit::spawn_command(command)
+        Graceinit::spawn_as(Mode::Subreaper, args, env)
     }
 
-    pub fn spawn_command(mut command: Command) -> Graceinit {
-        let started = Instant::now();
-        let mut child = command.spawn().expect("start graceinit");
-        let pid = child.id() as i32;
-        let stdout = Collected::start(child.stdout.take().expect("stdout is piped"));
-        let stderr = Collected::start(child.stderr.take().expect("stderr is piped"));
+    /// `graceinit ARGS...` run as `mode` says, with the test's environment plus `env`.
+    pub fn spawn_as(mode: Mode, args: &[&str], env: &[(&str, &str)]) -> Graceinit {
+        let launch = match mode {
+            Mode::Subreaper => Launch::direct(args),
+            Mode::Pid1 => Launch::pid1(args),
+        };
+        Graceinit::launch(
+            env.iter()
+                .fold(launch, |launch, (name, value)| launch.env(name, value)),
+        )
+    }
+
+    /// Any [`Launch`] (e.g. `script` running graceinit on a terminal).
+    pub fn launch(launch: Launch) -> Graceinit {
         Graceinit {
-            child,
-            pid,
-            started,
-            stdout,
-            stderr,
+            started: Instant::now(),
+            running: launch.start(),
             exit: None,
         }
     }
@@ -255,22 +214,31 @@ impl Graceinit {
     /// Starts graceinit and waits until it has started the app (its "Started" event):
     /// its signal handlers are installed by then.
     pub fn start(args: &[&str], env: &[(&str, &str)]) -> Graceinit {
-        let graceinit = Graceinit::spawn(args, env);
+        Graceinit::start_as(Mode::Subreaper, args, env)
+    }
+
+    /// [`Graceinit::start`], run as `mode` says.
+    pub fn start_as(mode: Mode, args: &[&str], env: &[(&str, &str)]) -> Graceinit {
+        let graceinit = Graceinit::spawn_as(mode, args, env);
         graceinit.wait_for_stderr("Started:", Duration::from_secs(10));
+        if let Mode::Pid1 = mode {
+            let pid = graceinit.running.graceinit_pid();
+            assert_eq!(ns_pid(pid), 1, "graceinit (host pid {pid}) is PID 1");
+        }
         graceinit
     }
 
     pub fn stderr(&self) -> String {
-        self.stderr.get()
+        self.running.stderr_so_far()
     }
 
-    /// The write end of its stdin, when it was spawned with `Stdio::piped()`.
+    /// The write end of its stdin (launched with [`Launch::stdin_piped`]).
     pub fn take_stdin(&mut self) -> ChildStdin {
-        self.child.stdin.take().expect("stdin is piped")
+        self.running.take_stdin()
     }
 
     pub fn stdout(&self) -> String {
-        self.stdout.get()
+        self.running.stdout_so_far()
     }
 
     pub fn wait_for_stderr(&self, needle: &str, timeout: Duration) {
@@ -285,10 +253,12 @@ impl Graceinit {
         }
     }
 
-    /// Sends `sig` to graceinit; returns the wall-clock time just before sending.
+    /// Sends `sig` to graceinit (its host pid); returns the wall-clock time just before
+    /// sending.
     pub fn signal(&self, sig: libc::c_int) -> i128 {
+        let pid = self.running.graceinit_pid();
         let at = now_ns();
-        send_signal(self.pid, sig);
+        send_signal(pid, sig);
         at
     }
 
@@ -299,7 +269,7 @@ impl Graceinit {
 
     fn poll_exit(&mut self) -> Option<Exit> {
         if self.exit.is_none() {
-            if let Some(status) = self.child.try_wait().expect("try_wait on graceinit") {
+            if let Some(status) = self.running.try_exit() {
                 let at = Instant::now();
                 let code = status.code().unwrap_or_else(|| {
                     panic!("graceinit itself was killed: {status:?}\n{}", self.stderr())
@@ -326,9 +296,7 @@ impl Graceinit {
             thread::sleep(Duration::from_millis(1));
         };
         let pipes_closed = Instant::now() + Duration::from_secs(5);
-        while !(self.stdout.done.load(Ordering::SeqCst) && self.stderr.done.load(Ordering::SeqCst))
-            && Instant::now() < pipes_closed
-        {
+        while !self.running.outputs_closed() && Instant::now() < pipes_closed {
             thread::sleep(Duration::from_millis(5));
         }
         exit
@@ -351,22 +319,6 @@ impl Graceinit {
         };
         assert_eq!(exit.code, code, "{why}stderr:\n{stderr}");
         (exit, stderr)
-    }
-}
-
-impl Drop for Graceinit {
-    fn drop(&mut self) {
-        if self.poll_exit().is_some() {
-            return;
-        }
-        // The test failed midway: take down the whole tree (the app has its own session,
-        // hooks their own process groups), then graceinit.
-        for pid in descendants(self.pid) {
-            // SAFETY: kill(2) has no memory-safety preconditions.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -473,12 +425,17 @@ impl Scenario {
 
     /// Starts `graceinit ARGS... -- sh -c APP` and waits until the app is ready.
     pub fn start(&self, args: &[&str], app: &str) -> Graceinit {
+        self.start_as(Mode::Subreaper, args, app)
+    }
+
+    /// [`Scenario::start`], run as `mode` says.
+    pub fn start_as(&self, mode: Mode, args: &[&str], app: &str) -> Graceinit {
         let command: Vec<&str> = args
             .iter()
             .copied()
             .chain(["--", "sh", "-c", app])
             .collect();
-        let graceinit = Graceinit::start(&command, &[]);
+        let graceinit = Graceinit::start_as(mode, &command, &[]);
         wait_until(Duration::from_secs(10), "the app to be ready", || {
             self.join("ready").exists()
         });
