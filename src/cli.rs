@@ -7,7 +7,8 @@
 use std::ffi::OsString;
 use std::time::Duration;
 
-use clap::{ArgAction, Args, Parser};
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{ArgAction, Args, CommandFactory, Parser};
 
 use crate::config::{LogFormat, Overrides, parse_duration, parse_target};
 use crate::signals::{SignalTarget, parse_rewrite, parse_signal};
@@ -39,7 +40,72 @@ pub fn parse(args: Vec<OsString>) -> Result<Invocation, clap::Error> {
             _ => Invocation::Probe(ProbeArgs::try_parse_from(rest)?),
         });
     }
-    SuperviseArgs::try_parse_from(args).map(Invocation::Supervise)
+    SuperviseArgs::try_parse_from(&args)
+        .map(Invocation::Supervise)
+        .map_err(|e| name_the_variable(e, &SuperviseArgs::command(), &args))
+}
+
+/// clap names the option whose value it rejected even when the value came from the
+/// environment (`GRACEINIT_STOP_TIMEOUT=bad` reads "invalid value 'bad' for
+/// '--stop-timeout <D>'"); then the variable is what the user has to fix, so say so.
+fn name_the_variable(
+    error: clap::Error,
+    command: &clap::Command,
+    args: &[OsString],
+) -> clap::Error {
+    if !matches!(
+        error.kind(),
+        ErrorKind::ValueValidation | ErrorKind::InvalidValue
+    ) {
+        return error;
+    }
+    let (Some(ContextValue::String(shown)), Some(ContextValue::String(value))) = (
+        error.get(ContextKind::InvalidArg),
+        error.get(ContextKind::InvalidValue),
+    ) else {
+        return error;
+    };
+    let Some(arg) = command.get_arguments().find(|arg| {
+        arg.get_long()
+            .is_some_and(|long| shown.split(' ').next() == Some(&format!("--{long}")))
+    }) else {
+        return error;
+    };
+    let Some(var) = arg.get_env() else {
+        return error;
+    };
+    let from_env = std::env::var_os(var).is_some_and(|set| {
+        let set = set.to_string_lossy();
+        set == *value || set.split(',').any(|piece| piece == value)
+    });
+    if !from_env || given_on_command_line(arg, args) {
+        return error;
+    }
+    let message = error.to_string().replacen(
+        &format!("for '{shown}'"),
+        &format!(
+            "for '{shown}' (from the environment variable {})",
+            var.to_string_lossy()
+        ),
+        1,
+    );
+    let message = message.strip_prefix("error: ").unwrap_or(&message);
+    clap::Error::raw(error.kind(), message)
+}
+
+/// Whether `arg` appears among the options (before `--`) of `args`.
+fn given_on_command_line(arg: &clap::Arg, args: &[OsString]) -> bool {
+    let long = arg.get_long().map(|long| format!("--{long}"));
+    let short = arg.get_short().map(|short| format!("-{short}"));
+    args.iter()
+        .skip(1)
+        .map(|a| a.to_string_lossy())
+        .take_while(|a| a != "--")
+        .any(|a| {
+            long.as_deref()
+                .is_some_and(|long| a == long || a.starts_with(&format!("{long}=")))
+                || short.as_deref().is_some_and(|short| a.starts_with(short))
+        })
 }
 
 /// A PID 1 for containers on Kubernetes: runs CMD, forwards signals, reaps zombies,

@@ -52,14 +52,42 @@ fn a_bad_environment_value_is_a_usage_error_naming_the_variable() {
         .env("GRACEINIT_STOP_SIGNAL", "SIGNOPE")
         .run(WAIT);
     done.assert_code(2);
-    assert!(done.stderr.contains("SIGNOPE"), "{}", done.stderr);
-    assert!(done.stderr.contains("--stop-signal"), "{}", done.stderr);
+    assert!(
+        done.stderr.starts_with(
+            "error: invalid value 'SIGNOPE' for '--stop-signal <SIG>' \
+             (from the environment variable GRACEINIT_STOP_SIGNAL): unknown signal `SIGNOPE`"
+        ),
+        "{}",
+        done.stderr
+    );
 
+    // One bad element of a comma-separated list.
     let done = Launch::direct(["--", "true"])
+        .env("GRACEINIT_REWRITE", "TERM:INT,SOON:LATER")
+        .run(WAIT);
+    done.assert_code(2);
+    assert!(
+        done.stderr.starts_with(
+            "error: invalid value 'SOON:LATER' for '--rewrite <FROM:TO>' \
+             (from the environment variable GRACEINIT_REWRITE)"
+        ),
+        "{}",
+        done.stderr
+    );
+
+    // A bad flag value is the flag's fault, whatever the environment holds.
+    let done = Launch::direct(["--grace-period", "soon", "--", "true"])
         .env("GRACEINIT_GRACE_PERIOD", "soon")
         .run(WAIT);
     done.assert_code(2);
-    assert!(done.stderr.contains("not a duration"), "{}", done.stderr);
+    assert!(
+        done.stderr.starts_with(
+            "error: invalid value 'soon' for '--grace-period <D>': `soon` is not a duration"
+        ),
+        "{}",
+        done.stderr
+    );
+    assert!(!done.stderr.contains("GRACEINIT_"), "{}", done.stderr);
 }
 
 #[test]
