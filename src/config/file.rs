@@ -36,7 +36,7 @@ pub struct ConfigFile {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AppTable {
-    pub command: Option<Vec<Text>>,
+    pub command: Option<Spanned<Vec<Text>>>,
     pub stop_signal: Option<SignalValue>,
     pub stop_timeout: Option<Spanned<DurationValue>>,
     pub grace_period: Option<Spanned<DurationValue>>,

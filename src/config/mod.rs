@@ -325,7 +325,10 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
     ) -> Result<Settings, ConfigError> {
         let app = file.app;
         let command = match &app.command {
-            Some(argv) => self.expand_all(argv)?,
+            Some(argv) if argv.get_ref().is_empty() => {
+                return Err(self.error(argv.span(), "`command` needs at least the program to run"));
+            }
+            Some(argv) => self.expand_all(argv.get_ref())?,
             None => Vec::new(),
         };
         let stop_timeout = overrides
@@ -511,10 +514,9 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
                     phase,
                     index: i + 1,
                     action: self.action(span, t, true)?,
-                    timeout: t
-                        .timeout
-                        .as_ref()
-                        .map_or(default_timeout, |d| d.get_ref().0),
+                    timeout: self
+                        .nonzero(&t.timeout, "timeout")?
+                        .unwrap_or(default_timeout),
                     on_failure: t
                         .on_failure
                         .as_ref()
@@ -543,17 +545,37 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
             Some(v) => Ok(*v.get_ref()),
             None => Ok(default),
         };
-        let duration = |value: &Option<Spanned<DurationValue>>, default: Duration| {
-            value.as_ref().map_or(default, |d| d.get_ref().0)
-        };
         Ok(Some(Probe {
             action: self.action(table.span(), t, false)?,
-            initial_delay: duration(&t.initial_delay, Duration::ZERO),
-            period: duration(&t.period, Duration::from_secs(10)),
-            timeout: duration(&t.timeout, Duration::from_secs(1)),
+            initial_delay: t
+                .initial_delay
+                .as_ref()
+                .map_or(Duration::ZERO, |d| d.get_ref().0),
+            period: self
+                .nonzero(&t.period, "period")?
+                .unwrap_or(Duration::from_secs(10)),
+            timeout: self
+                .nonzero(&t.timeout, "timeout")?
+                .unwrap_or(Duration::from_secs(1)),
             success_threshold: threshold(&t.success_threshold, 1, self)?,
             failure_threshold: threshold(&t.failure_threshold, 3, self)?,
         }))
+    }
+
+    /// A duration that must not be zero (a hook cut before it starts, a probe that
+    /// never pauses).
+    fn nonzero(
+        &self,
+        value: &Option<Spanned<DurationValue>>,
+        key: &str,
+    ) -> Result<Option<Duration>, ConfigError> {
+        match value {
+            Some(d) if d.get_ref().0.is_zero() => {
+                Err(self.error(d.span(), format!("`{key}` must be longer than 0s")))
+            }
+            Some(d) => Ok(Some(d.get_ref().0)),
+            None => Ok(None),
+        }
     }
 
     fn action(

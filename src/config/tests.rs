@@ -172,6 +172,25 @@ fn each_hook_has_exactly_one_action() {
 }
 
 #[test]
+fn empty_commands_and_zero_durations_are_errors() {
+    let (line, column, message) = error("[app]\ncommand = []\n");
+    assert_eq!((line, column), (2, 11));
+    assert_eq!(message, "`command` needs at least the program to run");
+    let (line, column, message) = error("[[hooks.pre_stop]]\nsleep = \"1s\"\ntimeout = \"0s\"\n");
+    assert_eq!((line, column), (3, 11));
+    assert_eq!(message, "`timeout` must be longer than 0s");
+    let (line, column, message) =
+        error("[probes.readiness]\ntcp = \"127.0.0.1:80\"\nperiod = \"0ms\"\n");
+    assert_eq!((line, column), (3, 10));
+    assert_eq!(message, "`period` must be longer than 0s");
+    let (_, _, message) = error("[probes.startup]\ntcp = \"127.0.0.1:80\"\ntimeout = \"0s\"\n");
+    assert_eq!(message, "`timeout` must be longer than 0s");
+    // An initial delay of zero is the default, so it may be written out.
+    let s = parse("[probes.startup]\ntcp = \"127.0.0.1:80\"\ninitial_delay = \"0s\"\n").unwrap();
+    assert_eq!(s.probes.startup.unwrap().initial_delay, Duration::ZERO);
+}
+
+#[test]
 fn http_actions_are_checked() {
     let (line, column, message) = error("[[hooks.pre_stop]]\nhttp = { url = \"not a url\" }\n");
     assert_eq!((line, column), (2, 16));
