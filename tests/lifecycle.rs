@@ -19,7 +19,7 @@ use std::io::Write;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{GRACEINIT, Launch, TempDir, serial, wait_until};
+use common::{GRACEINIT, Launch, TempDir, children, comm, serial, wait_until};
 use lifecycle_support::{
     Graceinit, Mode, RecordingServer, Scenario, assert_between, assert_lines, closed_port,
     crate_dir, hook_lines, lines_with, process_exists, run, secs, wait_gone,
@@ -1085,4 +1085,99 @@ timeout = "30s"
         "the cut hook is gone with graceinit"
     );
     assert_eq!(s.events().len(), 1, "the app got TERM once");
+}
+
+// 19. The app and the hooks get the descriptors graceinit inherited and none of its own
+//     (its signal socket, the event loop's epoll, the HTTP client's sockets, the relay
+//     pipes of other hooks): each is close-on-exec. Read from /proc/PID/fd of processes
+//     that sit still, since a shell listing its own descriptors races its pipelines.
+#[test]
+fn the_app_and_hooks_inherit_no_descriptor_of_graceinit() {
+    let _serial = serial();
+    let registry = RecordingServer::start();
+    let dir = TempDir::new("descriptors");
+    let config = dir.write(
+        "graceinit.toml",
+        &format!(
+            r#"
+[[hooks.post_start]]
+http = {{ method = "PUT", url = "{url}" }}
+
+[[hooks.post_start]]
+exec = ["echo", "a hook with a relay pipe of its own"]
+
+[[hooks.on_ready]]
+exec = ["sleep", "1000"]
+"#,
+            url = registry.url("/register"),
+        ),
+    );
+    // The on_ready hook starts after the post_start hooks: the HTTP client and its
+    // connection exist by then, and another hook's relay pipe has come and gone.
+    let mut graceinit = Graceinit::start(
+        &[
+            "--config",
+            &config,
+            // The drain aborts the on_ready hook at stop_by, 1s after the trigger.
+            "--grace-period",
+            "3s",
+            "--stop-timeout",
+            "2s",
+            "--",
+            "sh",
+            "-c",
+            "while :; do sleep 1; done",
+        ],
+        &[],
+    );
+    graceinit.wait_for_stderr("[post_start#2]", Duration::from_secs(10));
+    let graceinit_pid = graceinit.pid();
+    let mut app = 0;
+    let mut hook = 0;
+    wait_until(
+        Duration::from_secs(10),
+        "the app and the on_ready hook",
+        || {
+            for pid in children(graceinit_pid) {
+                match comm(pid).as_deref() {
+                    Some("sh") => app = pid,
+                    Some("sleep") => hook = pid,
+                    _ => {}
+                }
+            }
+            app != 0 && hook != 0
+        },
+    );
+    assert_eq!(registry.requests().len(), 1, "the HTTP hook ran");
+
+    // What any child of the test gets: 0, 1, 2 and whatever the test itself inherited.
+    let baseline = Launch::program("sleep", ["1000"]).start();
+    let expected = open_descriptors(baseline.pid());
+    assert_eq!(expected[..3], [0, 1, 2], "{expected:?}");
+    let own = open_descriptors(graceinit_pid);
+    assert!(
+        own.iter().filter(|fd| !expected.contains(fd)).count() >= 3,
+        "graceinit holds descriptors of its own (epoll, signal socket, HTTP client): {own:?}"
+    );
+    assert_eq!(open_descriptors(app), expected, "the app's descriptors");
+    assert_eq!(
+        open_descriptors(hook),
+        expected,
+        "an exec hook's descriptors"
+    );
+    graceinit.drain();
+    graceinit.finish(143, "the app's shell dies of SIGTERM");
+}
+
+/// The open descriptors of a process, in order.
+fn open_descriptors(pid: i32) -> Vec<i32> {
+    let mut fds: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap_or_else(|e| panic!("cannot list /proc/{pid}/fd: {e}"))
+        .map(|entry| {
+            let name = entry.expect("a /proc/PID/fd entry").file_name();
+            name.to_string_lossy().parse().expect("a descriptor number")
+        })
+        .collect();
+    fds.sort_unstable();
+    fds
 }

@@ -228,6 +228,11 @@ impl Graceinit {
         graceinit
     }
 
+    /// graceinit's host pid (unshare's child when it is PID 1 of a namespace).
+    pub fn pid(&self) -> i32 {
+        self.running.graceinit_pid()
+    }
+
     pub fn stderr(&self) -> String {
         self.running.stderr_so_far()
     }
