@@ -19,7 +19,7 @@ use std::io::Write;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{GRACEINIT, Launch, TempDir, children, comm, serial, wait_until};
+use common::{GRACEINIT, Launch, TempDir, children, comm, require_tool, serial, wait_until};
 use lifecycle_support::{
     Graceinit, Mode, RecordingServer, Scenario, assert_between, assert_lines, closed_port,
     crate_dir, hook_lines, lines_with, process_exists, run, secs, wait_gone,
@@ -788,6 +788,7 @@ fn hello_example_shows_the_whole_lifecycle_on_sigint() {
 #[test]
 fn hello_example_shows_the_whole_lifecycle_on_ctrl_c_in_a_terminal() {
     let _serial = serial();
+    require_tool("script", "bsdutils");
     let hello = crate_dir().join("examples/hello.toml");
     let launch = Launch::program(
         "script",
@@ -801,18 +802,8 @@ fn hello_example_shows_the_whole_lifecycle_on_ctrl_c_in_a_terminal() {
     .stdin_piped();
     let mut script = Graceinit::launch(launch);
     let mut terminal = script.take_stdin();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !script.stdout().contains("[on_ready#1]") {
-        assert!(
-            Instant::now() < deadline && script.running(),
-            "the demo did not start on a terminal (is util-linux `script` installed?):\n{}{}",
-            script.stdout(),
-            script.stderr()
-        );
-        thread::sleep(Duration::from_millis(5));
-    }
-    terminal.write_all(b"\x03").expect("type Ctrl-C");
-    terminal.flush().expect("type Ctrl-C");
+    script.wait_for_stdout("[on_ready#1]", Duration::from_secs(10));
+    type_into(&mut terminal, "\x03");
     let exit = script.wait(Duration::from_secs(15));
     drop(terminal);
     let output = script.stdout();
@@ -821,6 +812,53 @@ fn hello_example_shows_the_whole_lifecycle_on_ctrl_c_in_a_terminal() {
         &output,
         &[&["hello: Ctrl-C"][..], &HELLO_LIFECYCLE[3..]].concat(),
     );
+}
+
+// The README's first command typed into an interactive shell: the shell runs graceinit
+// as a foreground job and keeps the terminal, so the app cannot take it and Ctrl-C
+// reaches graceinit itself, which drains because hello.toml lists SIGINT.
+#[test]
+fn hello_example_drains_on_ctrl_c_typed_in_an_interactive_shell() {
+    let _serial = serial();
+    require_tool("script", "bsdutils");
+    require_tool("bash", "bash");
+    let hello = crate_dir().join("examples/hello.toml");
+    let launch = Launch::program(
+        "script",
+        ["-qec", "bash --norc --noprofile -i", "/dev/null"],
+    )
+    .env("SHELL", "/bin/sh")
+    .stdin_piped();
+    let mut script = Graceinit::launch(launch);
+    let mut terminal = script.take_stdin();
+    type_into(
+        &mut terminal,
+        &format!("{GRACEINIT} --config {}\n", hello.display()),
+    );
+    script.wait_for_stdout("[on_ready#1]", Duration::from_secs(10));
+    type_into(&mut terminal, "\x03");
+    script.wait_for_stdout("[post_stop#1]", Duration::from_secs(15));
+    type_into(&mut terminal, "echo \"graceinit exited $?\"; exit\n");
+    let exit = script.wait(Duration::from_secs(15));
+    drop(terminal);
+    let output = script.stdout();
+    assert_eq!(exit.code, 0, "{output}");
+    assert_in_order(
+        &output,
+        &[&HELLO_LIFECYCLE[3..], &["graceinit exited 0"][..]].concat(),
+    );
+    assert!(
+        !output.contains("hello: Ctrl-C"),
+        "the app does not own the shell's terminal, so Ctrl-C is graceinit's:\n{output}"
+    );
+}
+
+/// Writes `keys` to a terminal's input (the pipe to `script`).
+fn type_into(terminal: &mut impl Write, keys: &str) {
+    terminal
+        .write_all(keys.as_bytes())
+        .and_then(|()| terminal.flush())
+        .unwrap_or_else(|e| panic!("type {keys:?}: {e}"));
 }
 
 // 13. A drain waits for an on_ready hook still running (a registration in flight)

@@ -247,12 +247,25 @@ impl Graceinit {
     }
 
     pub fn wait_for_stderr(&self, needle: &str, timeout: Duration) {
+        self.wait_for(needle, "stderr", Graceinit::stderr, timeout);
+    }
+
+    pub fn wait_for_stdout(&self, needle: &str, timeout: Duration) {
+        self.wait_for(needle, "stdout", Graceinit::stdout, timeout);
+    }
+
+    fn wait_for(&self, needle: &str, name: &str, read: fn(&Self) -> String, timeout: Duration) {
         let deadline = Instant::now() + timeout;
-        while !self.stderr().contains(needle) {
+        while !read(self).contains(needle) {
             assert!(
                 Instant::now() < deadline,
-                "timed out after {timeout:?} waiting for {needle:?} on graceinit's stderr:\n{}",
-                self.stderr()
+                "timed out after {timeout:?} waiting for {needle:?} on {name}:\n{}\n(the other stream:\n{})",
+                read(self),
+                if name == "stderr" {
+                    self.stdout()
+                } else {
+                    self.stderr()
+                },
             );
             thread::sleep(Duration::from_millis(5));
         }
