@@ -825,7 +825,7 @@ fn hello_example_drains_on_ctrl_c_typed_in_an_interactive_shell() {
     let hello = crate_dir().join("examples/hello.toml");
     let launch = Launch::program(
         "script",
-        ["-qec", "bash --norc --noprofile -i", "/dev/null"],
+        ["-qec", "bash --norc --noprofile +o history -i", "/dev/null"],
     )
     .env("SHELL", "/bin/sh")
     .stdin_piped();
