@@ -1190,30 +1190,52 @@ exec = ["sleep", "1000"]
 
     // What any child of the test gets: 0, 1, 2 and whatever the test itself inherited.
     let baseline = Launch::program("sleep", ["1000"]).start();
+    // spawn returns once exec has replaced the memory, which is before the kernel closes
+    // the close-on-exec descriptors; the new name is set after that.
+    wait_until(
+        Duration::from_secs(5),
+        "the baseline to exec `sleep`",
+        || comm(baseline.pid()).as_deref() == Some("sleep"),
+    );
     let expected = open_descriptors(baseline.pid());
-    assert_eq!(expected[..3], [0, 1, 2], "{expected:?}");
+    let numbers = |fds: &[(i32, String)]| fds.iter().map(|(fd, _)| *fd).collect::<Vec<_>>();
+    assert_eq!(numbers(&expected)[..3], [0, 1, 2], "{expected:?}");
     let own = open_descriptors(graceinit_pid);
     assert!(
-        own.iter().filter(|fd| !expected.contains(fd)).count() >= 3,
+        numbers(&own)
+            .iter()
+            .filter(|fd| !numbers(&expected).contains(fd))
+            .count()
+            >= 3,
         "graceinit holds descriptors of its own (epoll, signal socket, HTTP client): {own:?}"
     );
-    assert_eq!(open_descriptors(app), expected, "the app's descriptors");
-    assert_eq!(
-        open_descriptors(hook),
-        expected,
-        "an exec hook's descriptors"
-    );
+    for (what, pid) in [("the app", app), ("an exec hook", hook)] {
+        let got = open_descriptors(pid);
+        assert_eq!(
+            numbers(&got),
+            numbers(&expected),
+            "{what}'s descriptors: {got:?}\nexpected, as any child of the test: {expected:?}"
+        );
+    }
     graceinit.drain();
     graceinit.finish(143, "the app's shell dies of SIGTERM");
 }
 
-/// The open descriptors of a process, in order.
-fn open_descriptors(pid: i32) -> Vec<i32> {
-    let mut fds: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap_or_else(|e| panic!("cannot list /proc/{pid}/fd: {e}"))
+/// The open descriptors of a process, in order, each with what it refers to.
+fn open_descriptors(pid: i32) -> Vec<(i32, String)> {
+    let dir = format!("/proc/{pid}/fd");
+    let mut fds: Vec<(i32, String)> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot list {dir}: {e}"))
         .map(|entry| {
-            let name = entry.expect("a /proc/PID/fd entry").file_name();
-            name.to_string_lossy().parse().expect("a descriptor number")
+            let entry = entry.expect("a /proc/PID/fd entry");
+            let fd = entry
+                .file_name()
+                .to_string_lossy()
+                .parse()
+                .expect("a descriptor number");
+            let target = std::fs::read_link(entry.path())
+                .map_or_else(|e| format!("({e})"), |t| t.display().to_string());
+            (fd, target)
         })
         .collect();
     fds.sort_unstable();
