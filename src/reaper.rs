@@ -15,14 +15,13 @@ use std::io;
 use std::process::Command;
 use std::sync::Mutex;
 
-use nix::errno::Errno;
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 use tokio::sync::oneshot;
 
 use crate::signals::signal_name;
 use crate::sys::signals::InheritedSignals;
 use crate::sys::spawn::{SpawnOptions, spawn};
+use crate::sys::wait::{Ended, Reaped, reap_one};
 
 /// How a process ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,14 +101,17 @@ impl Reaper {
     /// Reaps every child that has exited, delivering registered statuses.
     pub fn reap(&self) -> Children {
         loop {
-            let (pid, status) = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(pid, code)) => (pid, ExitStatus::Exited(code)),
-                Ok(WaitStatus::Signaled(pid, sig, _)) => (pid, ExitStatus::Signaled(sig as i32)),
-                Ok(WaitStatus::StillAlive) => return Children::Running,
-                // Stops and continues are not reported without WUNTRACED/WCONTINUED.
-                Ok(_) => continue,
-                Err(Errno::EINTR) => continue,
-                Err(_) => return Children::None, // ECHILD
+            let (pid, status) = match reap_one() {
+                Ok(Reaped::Child(pid, Ended::Exited(code))) => (pid, ExitStatus::Exited(code)),
+                Ok(Reaped::Child(pid, Ended::Signaled(sig))) => (pid, ExitStatus::Signaled(sig)),
+                Ok(Reaped::NoneEnded) => return Children::Running,
+                Ok(Reaped::NoChildren) => return Children::None,
+                Err(e) => {
+                    // Not expected for waitpid(-1, WNOHANG); saying "none left" here
+                    // would end supervision with children still running.
+                    tracing::error!("waitpid failed: {e}");
+                    return Children::Running;
+                }
             };
             let waiter = self
                 .waiters

@@ -7,3 +7,4 @@ pub mod proc;
 pub mod process;
 pub mod signals;
 pub mod spawn;
+pub mod wait;
