@@ -54,7 +54,11 @@ fn supervise(args: cli::SuperviseArgs) -> i32 {
             return exit_code::USAGE;
         }
     };
-    logging::init(settings.log_level, settings.log_format);
+    logging::init(
+        settings.log_level,
+        settings.log_format,
+        args.config.is_some(),
+    );
     for warning in &settings.warnings {
         tracing::warn!("{warning}");
     }

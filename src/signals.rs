@@ -1,10 +1,48 @@
-//! Signal names and the forwarding rules: rewriting (dumb-init's `--rewrite`) and the
-//! target (the app's process group, or the app alone).
+//! Where signals enter graceinit ([`Incoming`]), signal names, and the forwarding
+//! rules: rewriting (dumb-init's `--rewrite`) and the target (the app's process group,
+//! or the app alone).
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::io;
 
+use futures_util::StreamExt;
 use libc::c_int;
+use tokio::io::AsyncReadExt;
+use tokio::net::unix::pipe;
+
+use crate::sys::signals::{FAULT_OR_SENT, catch_faults_and_sent, caught, unblock_all};
+
+/// Every signal graceinit catches, as one stream of signal numbers: signal-hook's
+/// handlers wake the loop for most; the few that are also faults (SIGSEGV, SIGPIPE, ...)
+/// have a handler of `sys`'s own that passes on only those another process sent.
+pub struct Incoming {
+    hooked: signal_hook_tokio::Signals,
+    sent: pipe::Receiver,
+}
+
+impl Incoming {
+    /// Installs every handler, then unblocks signals (blocked since start-up by
+    /// `InheritedSignals::capture_and_block`), so none pending is lost.
+    pub fn install() -> io::Result<Incoming> {
+        let hooked: Vec<c_int> = caught()
+            .into_iter()
+            .filter(|sig| !FAULT_OR_SENT.contains(sig))
+            .collect();
+        let hooked = signal_hook_tokio::Signals::new(&hooked)?;
+        let sent = pipe::Receiver::from_owned_fd(catch_faults_and_sent()?)?;
+        unblock_all();
+        Ok(Incoming { hooked, sent })
+    }
+
+    /// The next signal; cancel-safe (used in `select!`).
+    pub async fn next(&mut self) -> Option<c_int> {
+        tokio::select! {
+            sig = self.hooked.next() => sig,
+            byte = self.sent.read_u8() => byte.ok().map(c_int::from),
+        }
+    }
+}
 
 const NAMES: &[(&str, c_int)] = &[
     ("HUP", libc::SIGHUP),

@@ -2,19 +2,16 @@
 
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use nix::unistd::Pid;
 use tokio::time::Instant;
 
 use super::Outcome;
-use super::relay::Relays;
+use super::relay::{OUTPUT_GRACE, Relays};
+use crate::config::Hook;
+use crate::logging::{HookSource, Stream};
 use crate::reaper::Reaper;
 use crate::sys::process::signal_group;
-
-/// How long the output relay may go on after the hook's process group is gone (only a
-/// process that left the group, e.g. with setsid, can hold the pipe open that long).
-const OUTPUT_GRACE: Duration = Duration::from_secs(1);
 
 #[allow(
     clippy::too_many_arguments,
@@ -23,19 +20,16 @@ const OUTPUT_GRACE: Duration = Duration::from_secs(1);
 pub async fn run(
     reaper: &Reaper,
     relays: &Relays,
-    label: &str,
+    hook: &Hook,
     argv: &[String],
     env: &BTreeMap<String, String>,
     workdir: Option<&str>,
     limit: Instant,
     expired: Outcome,
 ) -> Outcome {
-    let (reader, writer) = match std::io::pipe() {
-        Ok(pair) => pair,
-        Err(e) => return Outcome::Failed(format!("cannot create a pipe: {e}")),
-    };
-    let writer_for_stderr = match writer.try_clone() {
-        Ok(w) => w,
+    let pipes = std::io::pipe().and_then(|out| Ok((out, std::io::pipe()?)));
+    let ((out_reader, out_writer), (err_reader, err_writer)) = match pipes {
+        Ok(pipes) => pipes,
         Err(e) => return Outcome::Failed(format!("cannot create a pipe: {e}")),
     };
     let mut command = Command::new(&argv[0]);
@@ -43,13 +37,13 @@ pub async fn run(
         .args(&argv[1..])
         .envs(env)
         .stdin(Stdio::null())
-        .stdout(writer)
-        .stderr(writer_for_stderr);
+        .stdout(out_writer)
+        .stderr(err_writer);
     if let Some(dir) = workdir {
         command.current_dir(dir);
     }
     let spawned = reaper.spawn(&mut command, false);
-    // Our copies of the write end must close, or the relay would never see end of file.
+    // Our copies of the write ends must close, or the relays would never see end of file.
     drop(command);
     let spawned = match spawned {
         Ok(spawned) => spawned,
@@ -63,7 +57,13 @@ pub async fn run(
         }
     };
     let group = KillGroupOnDrop(spawned.pid);
-    let relayed = relays.start(reader.into(), label.to_string());
+    let source = |stream| HookSource {
+        phase: hook.phase.name(),
+        index: hook.index,
+        stream,
+    };
+    let stdout_done = relays.start(out_reader.into(), source(Stream::Stdout));
+    let stderr_done = relays.start(err_reader.into(), source(Stream::Stderr));
 
     let outcome = tokio::select! {
         status = spawned.exit => match status {
@@ -74,11 +74,18 @@ pub async fn run(
         _ = tokio::time::sleep_until(limit) => expired,
     };
     // A hook does not outlive its run: whatever is left of its group goes now, which also
-    // closes the pipe so the relay can finish.
+    // closes the pipes so the relays can finish.
     drop(group);
-    // Normally immediate; a process that left the group may hold the pipe open, and is
-    // then given until graceinit exits (`Relays::finish`).
-    let _ = tokio::time::timeout(OUTPUT_GRACE, relayed).await;
+    // Normally immediate. A process that left the group may hold a pipe open; its output
+    // then goes on in the background, and the report (and with it the next hook and the
+    // drain's deadlines) does not wait for it.
+    let output_by = (Instant::now() + OUTPUT_GRACE).min(limit.max(Instant::now()));
+    let _ = tokio::time::timeout_at(output_by, async {
+        let _ = stdout_done.await;
+        let _ = stderr_done.await;
+    })
+    .await;
+    relays.limit_abandoned();
     outcome
 }
 

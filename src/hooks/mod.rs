@@ -66,9 +66,10 @@ impl Runner {
         }
     }
 
-    /// Lets hook output still in flight reach stderr (at most `within`), before exit.
-    pub async fn finish_output(&self, within: Duration) {
-        self.relays.finish(within).await;
+    /// Lets hook output still in flight reach the log (until `deadline` at the latest),
+    /// before exit.
+    pub async fn finish_output(&self, deadline: Instant) {
+        self.relays.finish(deadline).await;
     }
 
     /// Runs `hook` until it finishes, its timeout passes, or `deadline` (the drain's
@@ -97,7 +98,7 @@ impl Runner {
                 exec::run(
                     &self.reaper,
                     &self.relays,
-                    &label,
+                    hook,
                     argv,
                     env,
                     workdir.as_deref(),

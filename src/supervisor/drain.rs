@@ -182,12 +182,25 @@ impl Supervisor {
                 task.abort();
             }
         }
+        self.abort_on_ready();
         let stop_signal = self.settings.stop_signal;
         tracing::info!(
             "sending the stop signal {} to the app",
             signal_name(stop_signal)
         );
         self.forward(stop_signal);
+    }
+
+    /// Stops on_ready hooks still running (a registration racing the stop) or still
+    /// awaited by the pre_stop task.
+    pub(super) fn abort_on_ready(&mut self) {
+        self.on_ready = None;
+        if let Some(on_ready) = self.on_ready_abort.take() {
+            if !on_ready.is_finished() {
+                tracing::warn!("on_ready hooks still running when the app is stopped: aborted");
+                on_ready.abort();
+            }
+        }
     }
 
     pub(super) fn kill_app(&mut self) {

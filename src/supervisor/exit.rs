@@ -1,29 +1,39 @@
 //! After the app exits: end what it left behind, run post_stop hooks, and decide
 //! graceinit's exit code.
+//!
+//! Signals still arrive here. SIGCHLD reaps; a drain signal (the kubelet's SIGTERM,
+//! which knows nothing of the app's own exit) fixes `kill_at` as it would have at any
+//! other phase, and graceinit exits by then with the app's status.
 
 use std::future::Future;
+use std::time::Duration;
 
-use futures_util::StreamExt;
 use libc::c_int;
 use nix::unistd::Pid;
 use tokio::time::{Instant, sleep_until};
 
 use super::drain::{Cause, Shutdown};
 use super::hook_phases::{Message, run_in_order};
-use super::{Phase, Supervisor};
+use super::{Phase, Supervisor, sleep_until_some};
 use crate::config::HookPhase;
 use crate::events::Reason;
 use crate::exit_code;
+use crate::logging;
 use crate::reaper::{Children, ExitStatus};
 use crate::signals::signal_name;
 use crate::sys;
 
-/// How long leftovers get after SIGKILL before graceinit stops waiting for them (only a
-/// process stuck in uninterruptible sleep survives SIGKILL that long).
-const AFTER_SIGKILL: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long leftovers get after the first SIGKILL before graceinit stops waiting for
+/// them (only a process stuck in uninterruptible sleep survives SIGKILL that long).
+const AFTER_SIGKILL: Duration = Duration::from_secs(5);
 
-/// How long hook output still in flight may take to reach stderr before graceinit exits.
-const OUTPUT_AT_EXIT: std::time::Duration = std::time::Duration::from_secs(1);
+/// Between two rounds of SIGKILL for leftovers that are not PID 1's: each round kills
+/// what a scan of /proc found; what those forked meanwhile is found by the next.
+const KILL_ROUND: Duration = Duration::from_millis(50);
+
+/// How long hook output and log lines still in flight may take to reach stderr before
+/// graceinit exits (never past `kill_at` after a drain).
+const OUTPUT_AT_EXIT: Duration = Duration::from_secs(1);
 
 impl Supervisor {
     /// After the app exits: stop its hooks, end what it left behind, run post_stop hooks,
@@ -41,53 +51,50 @@ impl Supervisor {
         } else {
             tracing::info!("the app exited ({status})");
         }
-        // Handle the reports already sent (a pre_stop failure racing the app's exit).
-        while let Ok(message) = self.messages.try_recv() {
-            if let Message::Report(phase, on_failure, report) = message {
-                self.on_report(phase, on_failure, report);
-            }
-        }
         for task in self
             .tasks
             .drain(..)
-            .chain(self.on_ready.take())
             .chain(self.shutdown.as_mut().and_then(|s| s.pre_stop.take()))
         {
             task.abort();
         }
+        self.abort_on_ready();
+        self.handle_reports();
         self.kill_leftovers().await;
 
         let post_stop = self.settings.hooks.post_stop.clone();
         if !post_stop.is_empty() {
-            // After a drain the kubelet's SIGKILL comes at the grace period's end: post_stop
-            // hooks get what is left of it, not more.
-            let deadline = match &self.shutdown {
-                Some(Shutdown {
-                    cause: Cause::DrainSignal(_),
-                    deadlines,
-                    ..
-                }) => Some(deadlines.kill_at),
-                _ => None,
-            };
             let runner = self.runner.clone();
-            let reports = self
+            let sender = self.sender.clone();
+            let deadline = self.exit_deadline();
+            let ran = self
                 .while_reaping(async move {
-                    let mut reports = Vec::new();
                     run_in_order(&runner, &post_stop, deadline, |hook, report| {
-                        reports.push((hook.on_failure, report));
+                        let _ = sender.send(Message::Report(
+                            HookPhase::PostStop,
+                            hook.on_failure,
+                            report,
+                        ));
                     })
-                    .await;
-                    reports
+                    .await
                 })
                 .await;
-            for (on_failure, report) in reports {
-                self.on_report(HookPhase::PostStop, on_failure, report);
+            if ran.is_none() {
+                tracing::warn!(
+                    "post_stop hooks still running at the drain's SIGKILL time: cut short"
+                );
             }
+            self.handle_reports();
             self.kill_leftovers().await;
         }
+        let output_by = self
+            .exit_deadline()
+            .map_or(Instant::now() + OUTPUT_AT_EXIT, |kill_at| {
+                kill_at.min(Instant::now() + OUTPUT_AT_EXIT)
+            });
         let runner = self.runner.clone();
-        self.while_reaping(runner.finish_output(OUTPUT_AT_EXIT))
-            .await;
+        self.while_reaping(runner.finish_output(output_by)).await;
+        logging::flush(output_by.into_std());
 
         match self.shutdown.as_ref().map(|s| s.cause) {
             Some(Cause::FailedPostStart) => exit_code::FAILURE,
@@ -95,71 +102,127 @@ impl Supervisor {
         }
     }
 
+    /// Hook reports already sent (a pre_stop failure racing the app's exit, post_stop
+    /// reports).
+    fn handle_reports(&mut self) {
+        while let Ok(message) = self.messages.try_recv() {
+            if let Message::Report(phase, on_failure, report) = message {
+                self.on_report(phase, on_failure, report);
+            }
+        }
+    }
+
+    /// The SIGKILL time of a drain, which graceinit must not outlive: Kubernetes kills
+    /// the container then.
+    fn exit_deadline(&self) -> Option<Instant> {
+        match &self.shutdown {
+            Some(Shutdown {
+                cause: Cause::DrainSignal(_),
+                deadlines,
+                ..
+            }) => Some(deadlines.kill_at),
+            _ => self.late_kill_at,
+        }
+    }
+
     /// SIGTERM to every process left, SIGKILL after `kill_leftovers_after`, and wait
     /// until all are reaped: PID 1 exiting would SIGKILL them anyway, without a chance
     /// to finish (tini #180, dumb-init #212).
-    pub(super) async fn kill_leftovers(&mut self) {
+    async fn kill_leftovers(&mut self) {
         if self.reaper.reap() == Children::None {
             return;
         }
-        let mut term_deadline = Instant::now() + self.settings.kill_leftovers_after;
-        if let Some(shutdown) = &self.shutdown {
-            term_deadline = term_deadline.min(shutdown.deadlines.kill_at.max(Instant::now()));
-        }
+        let term_deadline = Instant::now() + self.settings.kill_leftovers_after;
         tracing::info!("the app is gone: sending SIGTERM to the processes it left");
-        self.signal_leftovers(libc::SIGTERM);
+        self.signal_leftovers(libc::SIGTERM).await;
         if self.all_reaped_by(term_deadline).await {
             return;
         }
         tracing::warn!("processes left by the app outlived SIGTERM: sending SIGKILL");
-        self.signal_leftovers(libc::SIGKILL);
-        if !self.all_reaped_by(Instant::now() + AFTER_SIGKILL).await {
-            tracing::warn!(
-                "processes survived SIGKILL for {AFTER_SIGKILL:?} (uninterruptible sleep?); exiting anyway"
-            );
+        let give_up = Instant::now() + AFTER_SIGKILL;
+        loop {
+            self.signal_leftovers(libc::SIGKILL).await;
+            let round = (Instant::now() + KILL_ROUND).min(give_up);
+            if self.all_reaped_by(round).await {
+                return;
+            }
+            if Instant::now() >= give_up {
+                tracing::warn!(
+                    "processes survived SIGKILL for {AFTER_SIGKILL:?} (uninterruptible sleep?); exiting anyway"
+                );
+                return;
+            }
         }
     }
 
-    pub(super) fn signal_leftovers(&self, sig: c_int) {
+    /// As PID 1, `kill(-1)` reaches everyone. As a subreaper, the app's group and every
+    /// descendant found in /proc, read on a thread of its own (the loop never blocks).
+    async fn signal_leftovers(&self, sig: c_int) {
         if self.pid1 {
             let _ = sys::process::signal_everyone(sig);
             return;
         }
-        let _ = sys::process::signal_group(self.app, sig);
-        let me = Pid::from_raw(std::process::id() as i32);
-        for pid in sys::proc::descendants(me) {
-            let _ = sys::process::signal_process(pid, sig);
-        }
+        let app = self.app;
+        let scan = tokio::task::spawn_blocking(move || {
+            let _ = sys::process::signal_group(app, sig);
+            let me = Pid::from_raw(std::process::id() as i32);
+            for pid in sys::proc::descendants(me) {
+                let _ = sys::process::signal_process(pid, sig);
+            }
+        });
+        let _ = scan.await;
     }
 
-    pub(super) async fn all_reaped_by(&mut self, deadline: Instant) -> bool {
+    /// Reaps until no child is left (true) or `deadline`, or the drain's SIGKILL time,
+    /// has come (false).
+    async fn all_reaped_by(&mut self, deadline: Instant) -> bool {
         loop {
             if self.reaper.reap() == Children::None {
                 return true;
             }
+            let until = self.exit_deadline().map_or(deadline, |d| d.min(deadline));
             tokio::select! {
                 // Any signal, SIGCHLD included, means: look again.
-                _ = self.signals.next() => {}
-                _ = sleep_until(deadline) => return self.reaper.reap() == Children::None,
+                Some(sig) = self.signals.next() => self.on_signal_after_exit(sig),
+                _ = sleep_until(until) => return self.reaper.reap() == Children::None,
             }
         }
     }
 
     /// Runs `work` while still reaping on SIGCHLD, which exec hooks need to learn their
-    /// status. Other signals are logged: the app is gone.
-    pub(super) async fn while_reaping<T>(&mut self, work: impl Future<Output = T>) -> T {
+    /// status. None when the drain's SIGKILL time came first (`work` is dropped, which
+    /// kills the process group of a hook that was running).
+    async fn while_reaping<T>(&mut self, work: impl Future<Output = T>) -> Option<T> {
         let mut work = std::pin::pin!(work);
         loop {
+            let exit_deadline = self.exit_deadline();
             tokio::select! {
-                result = &mut work => return result,
-                Some(sig) = self.signals.next() => {
-                    if sig == libc::SIGCHLD {
-                        self.reaper.reap();
-                    } else {
-                        tracing::info!("{} after the app exited: nothing to forward it to", signal_name(sig));
-                    }
-                }
+                result = &mut work => return Some(result),
+                Some(sig) = self.signals.next() => self.on_signal_after_exit(sig),
+                _ = sleep_until_some(exit_deadline) => return None,
             }
+        }
+    }
+
+    fn on_signal_after_exit(&mut self, sig: c_int) {
+        if sig == libc::SIGCHLD {
+            self.reaper.reap();
+        } else if self.settings.drain_signals.contains(&sig) && self.exit_deadline().is_none() {
+            let kill_at = Instant::now() + self.settings.grace_period;
+            self.late_kill_at = Some(kill_at);
+            self.events.record(
+                Reason::DrainStarted,
+                format!(
+                    "{} received after the app exited: exiting within {:?} (the grace period)",
+                    signal_name(sig),
+                    self.settings.grace_period
+                ),
+            );
+        } else {
+            tracing::info!(
+                "{} after the app exited: nothing to forward it to",
+                signal_name(sig)
+            );
         }
     }
 }

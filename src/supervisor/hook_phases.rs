@@ -28,6 +28,7 @@ impl Supervisor {
                 let on_ready = self.settings.hooks.on_ready.clone();
                 if !on_ready.is_empty() {
                     let task = self.spawn_hooks(HookPhase::OnReady, on_ready);
+                    self.on_ready_abort = Some(task.abort_handle());
                     self.on_ready = Some(task);
                 }
             }

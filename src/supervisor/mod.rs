@@ -22,12 +22,10 @@ use std::ffi::OsString;
 use std::process::Command;
 use std::sync::Arc;
 
-use futures_util::StreamExt;
 use libc::c_int;
 use nix::unistd::Pid;
-use signal_hook_tokio::Signals;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
+use tokio::task::{AbortHandle, JoinHandle};
 use tokio::time::{Instant, sleep_until};
 
 use crate::config::{HookPhase, Settings};
@@ -35,15 +33,16 @@ use crate::events::{EventLog, Reason};
 use crate::exit_code;
 use crate::hooks::Runner;
 use crate::reaper::{ExitStatus, Reaper};
-use crate::signals::{SignalTarget, signal_name};
+use crate::signals::{Incoming, SignalTarget, signal_name};
 use crate::sys;
 use drain::Shutdown;
 use hook_phases::Message;
 
 /// Runs `command` as the app under `settings` and returns graceinit's exit code.
 pub fn run(settings: Settings, command: Vec<OsString>) -> i32 {
-    // First, before anything installs a handler: what the app must inherit.
-    let inherited = sys::signals::InheritedSignals::capture_and_unblock();
+    // First, before anything installs a handler: what the app must inherit. Signals stay
+    // blocked until the handlers are in (`Incoming::install`), so none is lost.
+    let inherited = sys::signals::InheritedSignals::capture_and_block();
     let pid1 = sys::process::is_pid1();
     if !pid1 {
         match sys::process::become_subreaper() {
@@ -79,11 +78,10 @@ pub fn run(settings: Settings, command: Vec<OsString>) -> i32 {
             return exit_code::FAILURE;
         }
     };
-    let caught = sys::signals::caught();
     let reaper = Arc::new(Reaper::new(inherited, settings.warn_on_reap));
     runtime.block_on(async move {
         // Handlers go in before the app starts, so no signal between the two is lost.
-        let signals = match Signals::new(&caught) {
+        let signals = match Incoming::install() {
             Ok(signals) => signals,
             Err(e) => {
                 tracing::error!("cannot install signal handlers: {e}");
@@ -111,7 +109,7 @@ struct Supervisor {
     reaper: Arc<Reaper>,
     runner: Arc<Runner>,
     events: EventLog,
-    signals: Signals,
+    signals: Incoming,
     pid1: bool,
     app: Pid,
     phase: Phase,
@@ -121,6 +119,11 @@ struct Supervisor {
     tasks: Vec<JoinHandle<()>>,
     /// The on_ready hooks while they run: a drain waits for them before deregistering.
     on_ready: Option<JoinHandle<()>>,
+    /// Aborts the on_ready hooks, wherever their task handle went: a registration must
+    /// never land after the app was told to stop.
+    on_ready_abort: Option<AbortHandle>,
+    /// SIGKILL time fixed by a drain signal that came after the app exited by itself.
+    late_kill_at: Option<Instant>,
 }
 
 impl Supervisor {
@@ -132,7 +135,7 @@ impl Supervisor {
         reaper: Arc<Reaper>,
         pid1: bool,
         take_terminal: bool,
-        signals: Signals,
+        signals: Incoming,
     ) -> Result<i32, i32> {
         let mut cmd = Command::new(&command[0]);
         cmd.args(&command[1..]);
@@ -155,6 +158,8 @@ impl Supervisor {
             sender,
             tasks: Vec::new(),
             on_ready: None,
+            on_ready_abort: None,
+            late_kill_at: None,
         };
         supervisor.events.record(
             Reason::Started,
@@ -223,7 +228,7 @@ impl Supervisor {
     }
 }
 
-async fn sleep_until_some(deadline: Option<Instant>) {
+pub(super) async fn sleep_until_some(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => sleep_until(deadline).await,
         None => std::future::pending().await,

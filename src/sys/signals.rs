@@ -1,16 +1,20 @@
-//! Signal state: what graceinit inherited (so the app can get it back) and the set of
-//! signals graceinit catches.
+//! Signal state: what graceinit inherited (so the app can get it back), the set of
+//! signals graceinit catches, and the handler for signals that are either faults or
+//! messages.
 
+use std::io;
 use std::mem::MaybeUninit;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use libc::c_int;
 
-/// Signals graceinit never installs a handler for: the kernel's synchronous faults (a
-/// fault in graceinit must kill graceinit, not be forwarded), the two uncatchable ones,
-/// and SIGPIPE, which Rust ignores so that a closed stderr is an error, not a death.
-const NOT_CAUGHT: &[c_int] = &[
-    libc::SIGKILL,
-    libc::SIGSTOP,
+/// Signals that mean a fault when the kernel raises them for graceinit's own code, and
+/// are ordinary messages, to be forwarded as dumb-init does, when another process sends
+/// them with kill(2). SIGPIPE is here too: the kernel raises it when graceinit writes to
+/// a closed pipe (the write then fails with EPIPE, which is handled), while one sent by
+/// another process is for the app (tini and dumb-init forward it).
+pub const FAULT_OR_SENT: &[c_int] = &[
     libc::SIGSEGV,
     libc::SIGBUS,
     libc::SIGILL,
@@ -19,17 +23,19 @@ const NOT_CAUGHT: &[c_int] = &[
     libc::SIGABRT,
     libc::SIGSYS,
     libc::SIGPIPE,
-    libc::SIGTTIN,
-    libc::SIGTTOU,
 ];
+
+/// Signals graceinit never installs a handler for: the two uncatchable ones, and the
+/// terminal's read/write stops, which it ignores (below).
+const NOT_CAUGHT: &[c_int] = &[libc::SIGKILL, libc::SIGSTOP, libc::SIGTTIN, libc::SIGTTOU];
 
 /// Ignored by graceinit itself, as tini does: a background graceinit writing a log line
 /// to a `tostop` terminal would otherwise be stopped (or, with a handler, livelock).
 /// They concern whoever reads or writes the terminal, which graceinit does not forward.
 const IGNORED: &[c_int] = &[libc::SIGTTIN, libc::SIGTTOU];
 
-/// Every signal graceinit catches: the standard ones it may forward, SIGCHLD, and the
-/// real-time range, which tini forwards too.
+/// Every signal graceinit forwards: the standard ones and the real-time range, which
+/// tini forwards too. SIGCHLD is among them (it wakes the reaper, and is not forwarded).
 pub fn caught() -> Vec<c_int> {
     let standard = 1..32;
     let realtime = libc::SIGRTMIN()..=libc::SIGRTMAX();
@@ -37,6 +43,79 @@ pub fn caught() -> Vec<c_int> {
         .chain(realtime)
         .filter(|sig| !NOT_CAUGHT.contains(sig))
         .collect()
+}
+
+/// The write end of the pipe that [`on_fault_or_sent`] reports sent signals on.
+static SENT_PIPE: AtomicI32 = AtomicI32::new(-1);
+/// graceinit's pid, to tell its own SIGPIPE and abort() from ones sent by others.
+static OWN_PID: AtomicI32 = AtomicI32::new(0);
+
+/// Installs the handler for [`FAULT_OR_SENT`]: a signal another process sent is written,
+/// as one byte, to a pipe whose read end is returned; a real fault in graceinit (or its
+/// own abort) resets the signal to its default action, so that it kills graceinit with
+/// the usual core dump when the faulting instruction runs again.
+pub fn catch_faults_and_sent() -> io::Result<OwnedFd> {
+    let mut fds = [0 as c_int; 2];
+    // SAFETY: pipe2 writes two descriptors into `fds`, an array of two c_ints.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: pipe2 succeeded, so fds[0] is an open descriptor that nothing else owns.
+    let reader = unsafe { OwnedFd::from_raw_fd(fds[0]) };
+    OWN_PID.store(std::process::id() as i32, Ordering::Relaxed);
+    SENT_PIPE.store(fds[1], Ordering::Release);
+    let handler: extern "C" fn(c_int, *mut libc::siginfo_t, *mut libc::c_void) = on_fault_or_sent;
+    let mut action = sigaction_with(handler as libc::sighandler_t);
+    action.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART | libc::SA_ONSTACK;
+    for &sig in FAULT_OR_SENT {
+        // SAFETY: installs a handler that makes only async-signal-safe calls (write,
+        // sigaction) on a catchable signal.
+        if unsafe { libc::sigaction(sig, &action, std::ptr::null_mut()) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(reader)
+}
+
+extern "C" fn on_fault_or_sent(sig: c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    // SAFETY: with SA_SIGINFO the kernel passes a valid siginfo_t. si_code <= 0 (SI_USER,
+    // SI_QUEUE, SI_TKILL) means a process sent the signal, and then si_pid is set.
+    let sent_by = unsafe {
+        let info = &*info;
+        (info.si_code <= 0).then(|| info.si_pid())
+    };
+    match sent_by {
+        // Sent by another process, or from an ancestor PID namespace (pid 0): forward.
+        Some(pid) if pid != OWN_PID.load(Ordering::Relaxed) => {
+            let byte = sig as u8;
+            let saved = io::Error::last_os_error().raw_os_error();
+            // SAFETY: write(2) is async-signal-safe; the pipe is non-blocking, so a full
+            // pipe loses this one signal rather than blocking the handler.
+            unsafe {
+                libc::write(
+                    SENT_PIPE.load(Ordering::Acquire),
+                    (&raw const byte).cast(),
+                    1,
+                )
+            };
+            restore_errno(saved);
+        }
+        // graceinit's own write to a closed pipe: the write fails with EPIPE instead.
+        _ if sig == libc::SIGPIPE => {}
+        // A real fault, or graceinit's own abort(): let the default action happen.
+        _ => {
+            let default = sigaction_with(libc::SIG_DFL);
+            // SAFETY: sigaction is async-signal-safe; SIG_DFL is a valid disposition.
+            unsafe { libc::sigaction(sig, &default, std::ptr::null_mut()) };
+        }
+    }
+}
+
+fn restore_errno(saved: Option<c_int>) {
+    if let Some(errno) = saved {
+        // SAFETY: __errno_location returns the calling thread's errno slot.
+        unsafe { *libc::__errno_location() = errno };
+    }
 }
 
 /// The signal mask and ignored dispositions graceinit was started with.
@@ -52,20 +131,26 @@ pub struct InheritedSignals {
 }
 
 impl InheritedSignals {
-    /// Records the current mask and dispositions, unblocks every signal for graceinit
-    /// itself (a blocked SIGTERM must still start the drain), and ignores TTIN/TTOU.
-    pub fn capture_and_unblock() -> Self {
+    /// Records the current mask and dispositions, blocks every signal until
+    /// [`unblock_all`] (so that one pending since before graceinit started, or arriving
+    /// now, waits for its handler instead of meeting the default action), and ignores
+    /// TTIN/TTOU.
+    pub fn capture_and_block() -> Self {
         let mut mask = MaybeUninit::<libc::sigset_t>::uninit();
-        let mut empty = MaybeUninit::<libc::sigset_t>::uninit();
-        // SAFETY: sigemptyset initialises `empty`; pthread_sigmask with SIG_SETMASK writes
+        let mut all = MaybeUninit::<libc::sigset_t>::uninit();
+        // SAFETY: sigfillset initialises `all`; pthread_sigmask with SIG_SETMASK writes
         // the previous mask into `mask`, which is then initialised.
         let mask = unsafe {
-            libc::sigemptyset(empty.as_mut_ptr());
-            libc::pthread_sigmask(libc::SIG_SETMASK, empty.as_ptr(), mask.as_mut_ptr());
+            libc::sigfillset(all.as_mut_ptr());
+            libc::pthread_sigmask(libc::SIG_SETMASK, all.as_ptr(), mask.as_mut_ptr());
             mask.assume_init()
         };
+        // SIGPIPE is left out: Rust ignores it before main, so what graceinit inherited
+        // is unknown, and std resets it to the default for every child, as tini and
+        // dumb-init leave it.
         let dispositions = caught()
             .into_iter()
+            .filter(|&sig| sig != libc::SIGPIPE)
             .chain(IGNORED.iter().copied())
             .map(|sig| (sig, disposition(sig) == libc::SIG_IGN))
             .collect();
@@ -103,6 +188,17 @@ fn disposition(sig: c_int) -> libc::sighandler_t {
     unsafe {
         libc::sigaction(sig, std::ptr::null(), old.as_mut_ptr());
         old.assume_init().sa_sigaction
+    }
+}
+
+/// Unblocks every signal for graceinit (a blocked SIGTERM must still start the drain),
+/// once its handlers are installed; signals pending meanwhile are delivered now.
+pub fn unblock_all() {
+    let mut empty = MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: sigemptyset initialises `empty`, then it is installed as the mask.
+    unsafe {
+        libc::sigemptyset(empty.as_mut_ptr());
+        libc::pthread_sigmask(libc::SIG_SETMASK, empty.as_ptr(), std::ptr::null_mut());
     }
 }
 
