@@ -17,6 +17,7 @@ mod supervisor;
 mod sys;
 
 use std::ffi::OsString;
+use std::time::{Duration, Instant};
 
 use cli::Invocation;
 
@@ -42,6 +43,9 @@ fn run() -> i32 {
 }
 
 fn supervise(args: cli::SuperviseArgs) -> i32 {
+    // Before the log writer's thread exists: what the app must inherit (see
+    // `InheritedSignals`); every signal is blocked from here until its handler is in.
+    let inherited = sys::signals::InheritedSignals::capture_and_block();
     let overrides = args.overrides();
     let settings = match &args.config {
         Some(path) => config::load(path, &overrides),
@@ -80,5 +84,8 @@ fn supervise(args: cli::SuperviseArgs) -> i32 {
             env!("CARGO_PKG_VERSION")
         );
     }
-    supervisor::run(settings, command)
+    // Here only when the app could not be started: the error is still in the log queue.
+    let code = supervisor::run(settings, command, inherited);
+    logging::flush(Instant::now() + Duration::from_secs(1));
+    code
 }

@@ -455,11 +455,11 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
             return Ok(vec![libc::SIGTERM]);
         };
         let caught = crate::sys::signals::caught();
-        if let Some(bad) = drain
-            .get_ref()
-            .iter()
-            .find(|s| !caught.contains(&s.0) || s.0 == libc::SIGCHLD)
-        {
+        if let Some(bad) = drain.get_ref().iter().find(|s| {
+            !caught.contains(&s.0)
+                || s.0 == libc::SIGCHLD
+                || crate::sys::signals::FAULT_OR_SENT.contains(&s.0)
+        }) {
             return Err(self.error(
                 drain.span(),
                 format!(

@@ -35,14 +35,15 @@ use crate::hooks::Runner;
 use crate::reaper::{ExitStatus, Reaper};
 use crate::signals::{Incoming, SignalTarget, signal_name};
 use crate::sys;
+use crate::sys::signals::InheritedSignals;
 use drain::Shutdown;
 use hook_phases::Message;
 
 /// Runs `command` as the app under `settings` and returns graceinit's exit code.
-pub fn run(settings: Settings, command: Vec<OsString>) -> i32 {
-    // First, before anything installs a handler: what the app must inherit. Signals stay
-    // blocked until the handlers are in (`Incoming::install`), so none is lost.
-    let inherited = sys::signals::InheritedSignals::capture_and_block();
+///
+/// `inherited` was captured first thing, before any thread or handler existed; signals
+/// stay blocked until the handlers are in (`Incoming::install`), so none is lost.
+pub fn run(settings: Settings, command: Vec<OsString>, inherited: InheritedSignals) -> i32 {
     let pid1 = sys::process::is_pid1();
     if !pid1 {
         match sys::process::become_subreaper() {
@@ -88,12 +89,13 @@ pub fn run(settings: Settings, command: Vec<OsString>) -> i32 {
                 return exit_code::FAILURE;
             }
         };
-        let code = Supervisor::start(settings, command, reaper, pid1, take_terminal, signals)
-            .await
-            .unwrap_or_else(|code| code);
-        // Exit here, with every handler still installed: unregistering them one by one
-        // costs more than the whole start-up of the app, and nothing is left to do.
-        std::process::exit(code)
+        match Supervisor::start(settings, command, reaper, pid1, take_terminal, signals).await {
+            // Exit here, with every handler still installed: unregistering them one by
+            // one costs more than the whole start-up of the app, and nothing is left to
+            // do (the log was flushed by `finish`, within the drain's deadline).
+            Ok(code) => std::process::exit(code),
+            Err(code) => code,
+        }
     })
 }
 

@@ -128,9 +128,15 @@ pub struct InheritedSignals {
     mask: libc::sigset_t,
     /// Every signal whose disposition graceinit changes, and whether it came ignored.
     dispositions: Vec<(c_int, bool)>,
+    /// The C library's own signals (between 32 and SIGRTMIN) that came ignored: glibc
+    /// installs a handler for one of them when graceinit starts a thread, and its
+    /// `sigaction` refuses to touch them, so they are restored with the raw syscall.
+    libc_internal_ignored: Vec<c_int>,
 }
 
 impl InheritedSignals {
+    /// Must run before graceinit starts any thread (see `libc_internal_ignored`).
+    ///
     /// Records the current mask and dispositions, blocks every signal until
     /// [`unblock_all`] (so that one pending since before graceinit started, or arriving
     /// now, waits for its handler instead of meeting the default action), and ignores
@@ -159,7 +165,18 @@ impl InheritedSignals {
             // SAFETY: installs SIG_IGN, a valid disposition for a catchable signal.
             unsafe { libc::sigaction(sig, &ignore, std::ptr::null_mut()) };
         }
-        InheritedSignals { mask, dispositions }
+        let libc_internal_ignored = (32..libc::SIGRTMIN())
+            .filter(|&sig| disposition(sig) == libc::SIG_IGN)
+            .collect();
+        InheritedSignals {
+            mask,
+            dispositions,
+            libc_internal_ignored,
+        }
+    }
+
+    pub fn libc_internal_ignored(&self) -> &[c_int] {
+        &self.libc_internal_ignored
     }
 
     pub fn mask(&self) -> &libc::sigset_t {
@@ -181,14 +198,45 @@ impl InheritedSignals {
     }
 }
 
-fn disposition(sig: c_int) -> libc::sighandler_t {
-    let mut old = MaybeUninit::<libc::sigaction>::zeroed();
-    // SAFETY: a null `act` only queries; `old` is zero-initialised and fully written by
-    // the kernel on success; on failure we read the zeroed value (SIG_DFL).
-    unsafe {
-        libc::sigaction(sig, std::ptr::null(), old.as_mut_ptr());
-        old.assume_init().sa_sigaction
+/// Gives the calling process SIG_IGN for each of `signals`, by the raw system call:
+/// async-signal-safe, and allowed for the C library's internal signals. Used between
+/// fork and exec.
+pub(super) fn ignore_raw(signals: &[c_int]) {
+    // The kernel's struct sigaction starts with the handler; flags, restorer and mask
+    // stay zero, so its layout beyond that does not matter (x86_64 and aarch64 alike).
+    let mut action = [0usize; 4];
+    action[0] = libc::SIG_IGN;
+    for &sig in signals {
+        // SAFETY: rt_sigaction reads a kernel sigaction from `action` (32 zeroed bytes
+        // but the handler) and the 8-byte sigset size; no old action is written.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig as libc::c_long,
+                action.as_ptr(),
+                std::ptr::null_mut::<libc::c_void>(),
+                8 as libc::c_long,
+            );
+        }
     }
+}
+
+/// A signal's current handler (SIG_DFL, SIG_IGN or a function), by the raw system call:
+/// glibc's `sigaction` refuses its internal signals (EINVAL).
+fn disposition(sig: c_int) -> libc::sighandler_t {
+    let mut old = [0usize; 4];
+    // SAFETY: rt_sigaction with no new action writes the current one into `old`; the
+    // kernel's struct sigaction starts with the handler and fits in 32 bytes.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigaction,
+            sig as libc::c_long,
+            std::ptr::null::<libc::c_void>(),
+            old.as_mut_ptr(),
+            8 as libc::c_long,
+        );
+    }
+    old[0]
 }
 
 /// Unblocks every signal for graceinit (a blocked SIGTERM must still start the drain),
@@ -248,6 +296,12 @@ pub fn with_hangup_ignored<T>(f: impl FnOnce() -> T) -> T {
         libc::sigaction(libc::SIGCONT, &ignore, old_cont.as_mut_ptr());
     }
     let result = f();
+    // SAFETY: installing SIG_IGN again discards the SIGHUP and SIGCONT that `f` caused
+    // and that wait, pending, while graceinit blocks every signal at start-up.
+    unsafe {
+        libc::sigaction(libc::SIGHUP, &ignore, std::ptr::null_mut());
+        libc::sigaction(libc::SIGCONT, &ignore, std::ptr::null_mut());
+    }
     // SAFETY: restores the actions saved above.
     unsafe {
         libc::sigaction(libc::SIGHUP, old_hup.as_ptr(), std::ptr::null_mut());

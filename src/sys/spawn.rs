@@ -7,7 +7,7 @@ use std::process::Command;
 use libc::c_int;
 use nix::unistd::Pid;
 
-use super::signals::{BlockAll, InheritedSignals, sigaction_with};
+use super::signals::{BlockAll, InheritedSignals, ignore_raw, sigaction_with};
 
 /// How the new process is set up between `fork` and `exec`.
 pub struct SpawnOptions<'a> {
@@ -30,16 +30,18 @@ pub fn spawn(cmd: &mut Command, opts: SpawnOptions<'_>) -> io::Result<Pid> {
         .map(|(sig, handler)| (sig, sigaction_with(handler)))
         .collect();
     let mask = *opts.inherited.mask();
+    let internal_ignored = opts.inherited.libc_internal_ignored().to_vec();
     let take_terminal = opts.take_terminal;
 
     // SAFETY: the closure runs in the child between fork and exec and makes only
-    // async-signal-safe calls (sigaction, setsid, ioctl, pthread_sigmask) on data
+    // async-signal-safe calls (sigaction, rt_sigaction, setsid, ioctl, pthread_sigmask) on data
     // prepared before the fork; it allocates nothing and takes no lock.
     unsafe {
         cmd.pre_exec(move || {
             for (sig, action) in &resets {
                 libc::sigaction(*sig, action, std::ptr::null_mut());
             }
+            ignore_raw(&internal_ignored);
             if libc::setsid() < 0 {
                 return Err(io::Error::last_os_error());
             }
