@@ -4,6 +4,8 @@ use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use super::redact::redact_urls_in;
+
 /// A mistake in a config file, located.
 #[derive(Debug, thiserror::Error)]
 pub struct ConfigError {
@@ -11,35 +13,45 @@ pub struct ConfigError {
     pub line: usize,
     pub column: usize,
     pub message: String,
-    /// The offending source line and the column range to underline.
-    pub excerpt: Option<(String, usize)>,
+    /// The offending source line, as shown (URLs redacted), and what to underline.
+    pub excerpt: Option<Excerpt>,
+}
+
+#[derive(Debug)]
+pub struct Excerpt {
+    pub text: String,
+    /// 0-based, in characters of `text` (which redaction may have shortened).
+    pub underline_from: usize,
+    pub underline_width: usize,
 }
 
 impl fmt::Display for ConfigError {
+    /// The message is redacted here too, so that no path that builds one can print a
+    /// URL's password or query values.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let message = redact_urls_in(&self.message);
         if self.line == 0 {
             // Not a position in a file: the file could not be read, or the command line.
-            return write!(f, "{}: {}", self.path.display(), self.message);
+            return write!(f, "{}: {message}", self.path.display());
         }
         write!(
             f,
-            "{}:{}:{}: {}",
+            "{}:{}:{}: {message}",
             self.path.display(),
             self.line,
             self.column,
-            self.message
         )?;
-        if let Some((text, width)) = &self.excerpt {
+        if let Some(excerpt) = &self.excerpt {
             let gutter = self.line.to_string().len();
             write!(
                 f,
                 "\n{:gutter$} |\n{} | {}\n{:gutter$} | {}{}",
                 "",
                 self.line,
-                text,
+                excerpt.text,
                 "",
-                " ".repeat(self.column - 1),
-                "^".repeat((*width).max(1)),
+                " ".repeat(excerpt.underline_from),
+                "^".repeat(excerpt.underline_width.max(1)),
             )?;
         }
         Ok(())
@@ -63,18 +75,59 @@ impl Locator<'_> {
     }
 
     pub fn error(&self, span: Range<usize>, message: impl Into<String>) -> ConfigError {
-        let (line, column) = self.position(span.start);
-        let text = self.source.lines().nth(line - 1).unwrap_or("").to_string();
-        let width = self.source[span.start.min(self.source.len())..span.end.min(self.source.len())]
-            .lines()
-            .next()
-            .map_or(1, |s| s.chars().count());
+        let start = span.start.min(self.source.len());
+        let end = span.end.clamp(start, self.source.len());
+        let (line, column) = self.position(start);
+        let line_start = self.source[..start].rfind('\n').map_or(0, |i| i + 1);
+        let line_end = self.source[start..]
+            .find('\n')
+            .map_or(self.source.len(), |i| start + i);
+        let line_text = &self.source[line_start..line_end];
+        // Underline the span's part on this line, measured in the redacted line: redact
+        // what precedes the span, then what precedes its end.
+        let before = redact_urls_in(&self.source[line_start..start])
+            .chars()
+            .count();
+        let through = redact_urls_in(&self.source[line_start..end.min(line_end)])
+            .chars()
+            .count();
         ConfigError {
             path: self.path.to_path_buf(),
             line,
             column,
             message: message.into(),
-            excerpt: Some((text, width)),
+            excerpt: Some(Excerpt {
+                text: redact_urls_in(line_text),
+                underline_from: before,
+                underline_width: through.saturating_sub(before),
+            }),
+        }
+    }
+
+    /// A file that is not UTF-8 (TOML must be), located at its first bad byte: `valid`
+    /// is the text before it.
+    pub fn not_utf8(path: &Path, valid: &str, bad_line: &[u8]) -> ConfigError {
+        let locator = Locator {
+            path,
+            source: valid,
+        };
+        let (line, column) = locator.position(valid.len());
+        let line_start = valid.rfind('\n').map_or(0, |i| i + 1);
+        let shown = format!(
+            "{}{}",
+            &valid[line_start..],
+            String::from_utf8_lossy(bad_line)
+        );
+        ConfigError {
+            path: path.to_path_buf(),
+            line,
+            column,
+            message: "not valid UTF-8 (a TOML file must be UTF-8)".into(),
+            excerpt: Some(Excerpt {
+                text: redact_urls_in(&shown),
+                underline_from: redact_urls_in(&valid[line_start..]).chars().count(),
+                underline_width: 1,
+            }),
         }
     }
 
