@@ -188,7 +188,7 @@ fn logs_show_urls_redacted_at_debug_level() {
 }
 
 #[test]
-fn config_errors_show_urls_redacted() {
+fn config_errors_show_urls_redacted_and_values_masked() {
     let dir = TempDir::new("secrets-errors");
     // Port 99999 does not parse: the error quotes the URL, as written and as expanded.
     let bad_port = dir.write(
@@ -228,6 +228,35 @@ fn config_errors_show_urls_redacted() {
         format!(
             "graceinit: {literal}:2:16: `ftp://user:***@127.0.0.1/x?token=***`: only http:// and https:// URLs are supported\n  |\n2 | http = {{ url = {shown} }}\n  |                {}\n",
             "^".repeat(shown.len())
+        )
+    );
+
+    // Env values, header values and bodies written into the file are masked in the
+    // quoted line, whatever the error on it.
+    let env_name = dir.write(
+        "env-name.toml",
+        "[[hooks.pre_stop]]\nexec = [\"true\"]\nenv = { \"A=B\" = \"literal-env-s3cr3t\" }\n",
+    );
+    let done = Launch::direct(["check", &env_name]).run(WAIT);
+    done.assert_code(2);
+    assert_no_secret(&done);
+    assert_eq!(
+        done.stderr,
+        format!(
+            "graceinit: {env_name}:3:9: `env`: \"A=B\" contains `=`, which would end the variable's name\n  |\n3 | env = {{ \"A=B\" = *** }}\n  |         ^^^^^\n"
+        )
+    );
+    let header = dir.write(
+        "header.toml",
+        "[[hooks.pre_stop]]\nhttp = { url = \"http://h/\", headers = { \"Bad Name\" = \"literal-hdr-s3cr3t\" }, body = \"literal-body-s3cr3t\" }\n",
+    );
+    let done = Launch::direct(["check", &header]).run(WAIT);
+    done.assert_code(2);
+    assert_no_secret(&done);
+    assert_eq!(
+        done.stderr,
+        format!(
+            "graceinit: {header}:2:54: `Bad Name` is not an HTTP header name\n  |\n2 | http = {{ url = \"http://h/\", headers = {{ \"Bad Name\" = *** }}, body = *** }}\n  |                                                      ^^^\n"
         )
     );
 

@@ -62,6 +62,9 @@ impl fmt::Display for ConfigError {
 pub struct Locator<'a> {
     pub path: &'a Path,
     pub source: &'a str,
+    /// Where the file holds values never printed (env values, header values, bodies,
+    /// the endpoints' token): a quoted line shows `***` there.
+    pub masked: Vec<Range<usize>>,
 }
 
 impl Locator<'_> {
@@ -82,26 +85,47 @@ impl Locator<'_> {
         let line_end = self.source[start..]
             .find('\n')
             .map_or(self.source.len(), |i| start + i);
-        let line_text = &self.source[line_start..line_end];
-        // Underline the span's part on this line, measured in the redacted line: redact
-        // what precedes the span, then what precedes its end.
-        let before = redact_urls_in(&self.source[line_start..start])
-            .chars()
-            .count();
-        let through = redact_urls_in(&self.source[line_start..end.min(line_end)])
-            .chars()
-            .count();
+        // Underline the span's part on this line, measured in the line as shown: what
+        // precedes the span, then what precedes its end.
+        let before = self.shown(line_start..start).chars().count();
+        let through = self.shown(line_start..end.min(line_end)).chars().count();
         ConfigError {
             path: self.path.to_path_buf(),
             line,
             column,
             message: message.into(),
             excerpt: Some(Excerpt {
-                text: redact_urls_in(line_text),
+                text: self.shown(line_start..line_end),
                 underline_from: before,
                 underline_width: through.saturating_sub(before),
             }),
         }
+    }
+
+    /// Part of the source as a message may quote it: masked values as `***`, URLs
+    /// redacted.
+    fn shown(&self, range: Range<usize>) -> String {
+        let mut masked: Vec<&Range<usize>> = self
+            .masked
+            .iter()
+            .filter(|m| m.start < range.end && m.end > range.start)
+            .collect();
+        masked.sort_by_key(|m| m.start);
+        let mut text = String::new();
+        let mut at = range.start;
+        for m in masked {
+            if m.start > at {
+                text.push_str(&self.source[at..m.start]);
+            }
+            if m.end > at {
+                text.push_str("***");
+                at = m.end.min(range.end);
+            }
+        }
+        if at < range.end {
+            text.push_str(&self.source[at..range.end]);
+        }
+        redact_urls_in(&text)
     }
 
     /// A file that is not UTF-8 (TOML must be), located at its first bad byte: `valid`
@@ -110,6 +134,7 @@ impl Locator<'_> {
         let locator = Locator {
             path,
             source: valid,
+            masked: Vec::new(),
         };
         let (line, column) = locator.position(valid.len());
         let line_start = valid.rfind('\n').map_or(0, |i| i + 1);
@@ -201,6 +226,7 @@ mod tests {
         let locator = Locator {
             path: Path::new("c.toml"),
             source: "a = 1\nbb = 2\n",
+            masked: Vec::new(),
         };
         assert_eq!(locator.position(0), (1, 1));
         assert_eq!(locator.position(6), (2, 1));

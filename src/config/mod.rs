@@ -281,8 +281,13 @@ fn resolve(
 ) -> Result<Settings, ConfigError> {
     let (parsed, locator) = match file {
         Some((path, source)) => {
-            let locator = Locator { path, source };
+            let mut locator = Locator {
+                path,
+                source,
+                masked: Vec::new(),
+            };
             let parsed: ConfigFile = toml::from_str(source).map_err(|e| locator.toml_error(&e))?;
+            locator.masked = never_printed(&parsed);
             (parsed, Some(locator))
         }
         None => (ConfigFile::default(), None),
@@ -338,6 +343,32 @@ impl fmt::Display for Origin {
         }
         Ok(())
     }
+}
+
+/// Where the file holds values that are never printed, not even as written: env values,
+/// header values, bodies and the endpoints' token.
+fn never_printed(file: &ConfigFile) -> Vec<Range<usize>> {
+    let hooks = &file.hooks;
+    let probes = &file.probes;
+    let tables = hooks
+        .post_start
+        .iter()
+        .chain(&hooks.on_ready)
+        .chain(&hooks.pre_stop)
+        .chain(&hooks.post_stop)
+        .chain(probes.startup.iter())
+        .chain(probes.liveness.iter())
+        .chain(probes.readiness.iter())
+        .map(Spanned::get_ref);
+    let mut spans: Vec<Range<usize>> = file.http.token.iter().map(Spanned::span).collect();
+    for t in tables {
+        spans.extend(t.env.values().map(Spanned::span));
+        if let Some(http) = &t.http {
+            spans.extend(http.headers.values().map(Spanned::span));
+            spans.extend(http.body.iter().map(Spanned::span));
+        }
+    }
+    spans
 }
 
 /// An action as the file has it, `${VAR}`s unexpanded, for display only: env values,

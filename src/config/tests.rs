@@ -360,6 +360,13 @@ fn what_exec_cannot_pass_is_rejected_at_load() {
         error("[[hooks.post_stop]]\nexec = [\"a\"]\nenv = { A = \"x\\u0000s3cret\" }\n");
     assert_eq!((line, column), (3, 13));
     assert!(!message.contains("s3cret"), "{message}");
+    let shown = parse("[[hooks.post_stop]]\nexec = [\"a\"]\nenv = { A = \"x\\u0000s3cret\" }\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        shown.ends_with("\n3 | env = { A = *** }\n  |             ^^^"),
+        "{shown}"
+    );
     let (line, column, _) = error("[[hooks.post_stop]]\nexec = [\"a\"]\nworkdir = \"/\\u0000\"\n");
     assert_eq!((line, column), (3, 11));
 }
