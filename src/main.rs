@@ -31,10 +31,19 @@ fn main() {
 
 fn run() -> i32 {
     match cli::parse(std::env::args_os().collect()) {
-        Err(e) => {
+        Err(e) if e.use_stderr() => {
+            // A usage error whatever happens to its message.
             let _ = e.print();
-            if e.use_stderr() { exit_code::USAGE } else { 0 }
+            exit_code::USAGE
         }
+        // --help and --version: their output is the point, so failing to write it fails.
+        Err(e) => match e
+            .print()
+            .and_then(|()| std::io::Write::flush(&mut std::io::stdout()))
+        {
+            Ok(()) => 0,
+            Err(_) => exit_code::FAILURE,
+        },
         Ok(Invocation::Supervise(args)) => supervise(args),
         Ok(Invocation::Check(args)) => commands::check::run(&args),
         Ok(Invocation::Sleep(args)) => commands::sleep::run(&args),
@@ -54,7 +63,7 @@ fn supervise(args: cli::SuperviseArgs) -> i32 {
     let settings = match settings {
         Ok(settings) => settings,
         Err(e) => {
-            eprintln!("graceinit: {e}");
+            let _ = commands::output::stderr_line(&format!("graceinit: {e}"));
             return exit_code::USAGE;
         }
     };
@@ -72,10 +81,10 @@ fn supervise(args: cli::SuperviseArgs) -> i32 {
         args.command
     };
     if command.is_empty() {
-        eprintln!(
+        let _ = commands::output::stderr_line(&format!(
             "graceinit: no command to run: give one after `--`, or set [app] command in the config\n\n{}",
             cli::USAGE
-        );
+        ));
         return exit_code::USAGE;
     }
     for part in settings.not_yet_active() {

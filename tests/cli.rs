@@ -95,8 +95,9 @@ fn a_command_line_contradiction_is_a_usage_error() {
     let done = Launch::direct(["--stop-timeout", "50s", "--", "true"]).run(WAIT);
     done.assert_code(2);
     assert!(
-        done.stderr
-            .contains("<command line>: stop_timeout (50s) is longer than grace_period (30s)"),
+        done.stderr.contains(
+            "<command line>: stop_timeout (50s) is longer than grace_period (30s, the default)"
+        ),
         "{}",
         done.stderr
     );

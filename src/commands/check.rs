@@ -1,31 +1,41 @@
 //! `graceinit check [CONFIG]`: validate a config, print it resolved, and do the drain's
 //! arithmetic — the pre-stop hooks plus stop_timeout must fit in grace_period, which in
 //! Kubernetes must not exceed terminationGracePeriodSeconds.
+//!
+//! Values are printed as written, `${VAR}`s unexpanded (their values may be secrets, and
+//! `check` often runs where the pod's environment is not), and URLs redacted.
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::cli::CheckArgs;
-use crate::config::{self, Hook, Overrides, Settings};
+use crate::commands::output;
+use crate::config::{self, Hook, Overrides, Settings, redact_urls_in};
 use crate::exit_code;
 use crate::signals::signal_name;
 
 pub fn run(args: &CheckArgs) -> i32 {
-    match config::load(&args.config, &Overrides::default()) {
-        Ok(settings) => {
-            for warning in &settings.warnings {
-                eprintln!("warning: {warning}");
-            }
-            let budget = Budget::of(&settings);
-            for warning in budget.warnings(&settings) {
-                eprintln!("warning: {warning}");
-            }
-            print!("{}", describe(&settings, &budget));
-            0
-        }
+    let settings = match config::load(&args.config, &Overrides::default()) {
+        Ok(settings) => settings,
         Err(e) => {
-            eprintln!("graceinit: {e}");
-            exit_code::USAGE
+            // A usage error whatever happens to its message.
+            let _ = output::stderr_line(&format!("graceinit: {e}"));
+            return exit_code::USAGE;
+        }
+    };
+    let budget = Budget::of(&settings);
+    let written = settings
+        .warnings
+        .iter()
+        .cloned()
+        .chain(budget.warnings(&settings))
+        .try_for_each(|warning| output::stderr_line(&format!("warning: {warning}")))
+        .and_then(|()| output::stdout(&describe(&settings, &budget)));
+    match written {
+        Ok(()) => 0,
+        Err(e) => {
+            let _ = output::stderr_line(&format!("graceinit check: cannot write: {e}"));
+            exit_code::FAILURE
         }
     }
 }
@@ -83,10 +93,15 @@ fn describe(settings: &Settings, budget: &Budget) -> String {
         .map_or("<defaults>".into(), |p| p.display().to_string());
     let _ = writeln!(out, "{path}: ok\n");
     let _ = writeln!(out, "[app]");
-    if settings.command.is_empty() {
+    if settings.command_as_written.is_empty() {
         let _ = writeln!(out, "  command              (from the command line)");
     } else {
-        let _ = writeln!(out, "  command              {:?}", settings.command);
+        let shown: Vec<String> = settings
+            .command_as_written
+            .iter()
+            .map(|arg| redact_urls_in(arg))
+            .collect();
+        let _ = writeln!(out, "  command              {shown:?}");
     }
     let _ = writeln!(
         out,
@@ -128,7 +143,7 @@ fn describe(settings: &Settings, budget: &Budget) -> String {
             out,
             "[{}] {}  timeout {}  on_failure {}",
             hook.label(),
-            hook.action,
+            hook.as_written,
             fmt(hook.timeout),
             hook.on_failure
         );
@@ -142,7 +157,7 @@ fn describe(settings: &Settings, budget: &Budget) -> String {
             let _ = writeln!(
                 out,
                 "[probes.{name}] {}  period {}  timeout {}  initial_delay {}  success_threshold {}  failure_threshold {}",
-                p.action,
+                p.as_written,
                 fmt(p.period),
                 fmt(p.timeout),
                 fmt(p.initial_delay),

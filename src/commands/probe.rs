@@ -6,14 +6,19 @@
 use std::time::Duration;
 
 use crate::cli::ProbeArgs;
+use crate::commands::output;
+use crate::config::redact_url;
 use crate::exit_code;
 use crate::hooks::{error_chain, http_client};
 
 pub fn run(args: &ProbeArgs) -> i32 {
+    // The URL is shown redacted: a probe's output lands in the kubelet's events.
+    let shown = redact_url(&args.url);
     let check = match Check::parse(&args.url) {
         Ok(check) => check,
         Err(message) => {
-            eprintln!("graceinit probe: {message}");
+            // A usage error whatever happens to its message.
+            let _ = output::stderr_line(&format!("graceinit probe: `{shown}`: {message}"));
             return exit_code::USAGE;
         }
     };
@@ -23,19 +28,21 @@ pub fn run(args: &ProbeArgs) -> i32 {
     {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("graceinit probe: cannot start: {e}");
+            let _ = output::stderr_line(&format!("graceinit probe: cannot start: {e}"));
             return exit_code::FAILURE;
         }
     };
     match runtime.block_on(check.run(args.timeout)) {
-        Ok(answer) => {
-            if args.log.verbose {
-                eprintln!("graceinit probe: {}: {answer}", args.url);
+        Ok(answer) if args.log.verbose => {
+            // Healthy, but a report that cannot be written is a failure like any other.
+            match output::stderr_line(&format!("graceinit probe: {shown}: {answer}")) {
+                Ok(()) => 0,
+                Err(_) => exit_code::FAILURE,
             }
-            0
         }
+        Ok(_) => 0,
         Err(reason) => {
-            eprintln!("graceinit probe: {}: {reason}", args.url);
+            let _ = output::stderr_line(&format!("graceinit probe: {shown}: {reason}"));
             exit_code::FAILURE
         }
     }
@@ -55,14 +62,14 @@ impl Check {
             return if valid {
                 Ok(Check::Tcp(address.to_string()))
             } else {
-                Err(format!("`{text}`: expected tcp://host:port"))
+                Err("expected tcp://host:port".to_string())
             };
         }
-        let url = reqwest::Url::parse(text).map_err(|e| format!("`{text}` is not a URL: {e}"))?;
+        let url = reqwest::Url::parse(text).map_err(|e| format!("not a URL: {e}"))?;
         match url.scheme() {
             "http" | "https" => Ok(Check::Http(url)),
             other => Err(format!(
-                "`{text}`: unsupported scheme `{other}` (expected http, https or tcp)"
+                "unsupported scheme `{other}` (expected http, https or tcp)"
             )),
         }
     }
@@ -79,7 +86,7 @@ impl Check {
                         .get(url)
                         .send()
                         .await
-                        .map_err(|e| error_chain(&e))?;
+                        .map_err(|e| error_chain(&e.without_url()))?;
                     let status = response.status();
                     if status.is_success() || status.is_redirection() {
                         Ok(status.to_string())

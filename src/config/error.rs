@@ -4,6 +4,8 @@ use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use super::redact::redact_urls_in;
+
 /// A mistake in a config file, located.
 #[derive(Debug, thiserror::Error)]
 pub struct ConfigError {
@@ -11,35 +13,45 @@ pub struct ConfigError {
     pub line: usize,
     pub column: usize,
     pub message: String,
-    /// The offending source line and the column range to underline.
-    pub excerpt: Option<(String, usize)>,
+    /// The offending source line, as shown (URLs redacted), and what to underline.
+    pub excerpt: Option<Excerpt>,
+}
+
+#[derive(Debug)]
+pub struct Excerpt {
+    pub text: String,
+    /// 0-based, in characters of `text` (which redaction may have shortened).
+    pub underline_from: usize,
+    pub underline_width: usize,
 }
 
 impl fmt::Display for ConfigError {
+    /// The message is redacted here too, so that no path that builds one can print a
+    /// URL's password or query values.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let message = redact_urls_in(&self.message);
         if self.line == 0 {
             // Not a position in a file: the file could not be read, or the command line.
-            return write!(f, "{}: {}", self.path.display(), self.message);
+            return write!(f, "{}: {message}", self.path.display());
         }
         write!(
             f,
-            "{}:{}:{}: {}",
+            "{}:{}:{}: {message}",
             self.path.display(),
             self.line,
             self.column,
-            self.message
         )?;
-        if let Some((text, width)) = &self.excerpt {
+        if let Some(excerpt) = &self.excerpt {
             let gutter = self.line.to_string().len();
             write!(
                 f,
                 "\n{:gutter$} |\n{} | {}\n{:gutter$} | {}{}",
                 "",
                 self.line,
-                text,
+                excerpt.text,
                 "",
-                " ".repeat(self.column - 1),
-                "^".repeat((*width).max(1)),
+                " ".repeat(excerpt.underline_from),
+                "^".repeat(excerpt.underline_width.max(1)),
             )?;
         }
         Ok(())
@@ -50,6 +62,9 @@ impl fmt::Display for ConfigError {
 pub struct Locator<'a> {
     pub path: &'a Path,
     pub source: &'a str,
+    /// Where the file holds values never printed (env values, header values, bodies,
+    /// the endpoints' token): a quoted line shows `***` there.
+    pub masked: Vec<Range<usize>>,
 }
 
 impl Locator<'_> {
@@ -63,18 +78,81 @@ impl Locator<'_> {
     }
 
     pub fn error(&self, span: Range<usize>, message: impl Into<String>) -> ConfigError {
-        let (line, column) = self.position(span.start);
-        let text = self.source.lines().nth(line - 1).unwrap_or("").to_string();
-        let width = self.source[span.start.min(self.source.len())..span.end.min(self.source.len())]
-            .lines()
-            .next()
-            .map_or(1, |s| s.chars().count());
+        let start = span.start.min(self.source.len());
+        let end = span.end.clamp(start, self.source.len());
+        let (line, column) = self.position(start);
+        let line_start = self.source[..start].rfind('\n').map_or(0, |i| i + 1);
+        let line_end = self.source[start..]
+            .find('\n')
+            .map_or(self.source.len(), |i| start + i);
+        // Underline the span's part on this line, measured in the line as shown: what
+        // precedes the span, then what precedes its end.
+        let before = self.shown(line_start..start).chars().count();
+        let through = self.shown(line_start..end.min(line_end)).chars().count();
         ConfigError {
             path: self.path.to_path_buf(),
             line,
             column,
             message: message.into(),
-            excerpt: Some((text, width)),
+            excerpt: Some(Excerpt {
+                text: self.shown(line_start..line_end),
+                underline_from: before,
+                underline_width: through.saturating_sub(before),
+            }),
+        }
+    }
+
+    /// Part of the source as a message may quote it: masked values as `***`, URLs
+    /// redacted.
+    fn shown(&self, range: Range<usize>) -> String {
+        let mut masked: Vec<&Range<usize>> = self
+            .masked
+            .iter()
+            .filter(|m| m.start < range.end && m.end > range.start)
+            .collect();
+        masked.sort_by_key(|m| m.start);
+        let mut text = String::new();
+        let mut at = range.start;
+        for m in masked {
+            if m.start > at {
+                text.push_str(&self.source[at..m.start]);
+            }
+            if m.end > at {
+                text.push_str("***");
+                at = m.end.min(range.end);
+            }
+        }
+        if at < range.end {
+            text.push_str(&self.source[at..range.end]);
+        }
+        redact_urls_in(&text)
+    }
+
+    /// A file that is not UTF-8 (TOML must be), located at its first bad byte: `valid`
+    /// is the text before it.
+    pub fn not_utf8(path: &Path, valid: &str, bad_line: &[u8]) -> ConfigError {
+        let locator = Locator {
+            path,
+            source: valid,
+            masked: Vec::new(),
+        };
+        let (line, column) = locator.position(valid.len());
+        let line_start = valid.rfind('\n').map_or(0, |i| i + 1);
+        let shown = format!(
+            "{}{}",
+            &valid[line_start..],
+            String::from_utf8_lossy(bad_line)
+        );
+        ConfigError {
+            path: path.to_path_buf(),
+            line,
+            column,
+            message: "not valid UTF-8 (a TOML file must be UTF-8)".into(),
+            excerpt: Some(Excerpt {
+                text: redact_urls_in(&shown),
+                underline_from: redact_urls_in(&valid[line_start..]).chars().count(),
+                underline_width: 1,
+            }),
         }
     }
 
@@ -148,6 +226,7 @@ mod tests {
         let locator = Locator {
             path: Path::new("c.toml"),
             source: "a = 1\nbb = 2\n",
+            masked: Vec::new(),
         };
         assert_eq!(locator.position(0), (1, 1));
         assert_eq!(locator.position(6), (2, 1));

@@ -108,8 +108,8 @@ pub struct ActionTable {
     pub tcp: Option<Text>,
     pub sleep: Option<DurationValue>,
     #[serde(default)]
-    pub env: BTreeMap<String, Text>,
-    pub workdir: Option<String>,
+    pub env: BTreeMap<Spanned<String>, Text>,
+    pub workdir: Option<Spanned<String>>,
     pub timeout: Option<Spanned<DurationValue>>,
     pub on_failure: Option<Spanned<OnFailure>>,
     // Probe schedule (Kubernetes' field names).

@@ -6,9 +6,11 @@
 
 mod error;
 mod file;
+mod redact;
 mod template;
 
 use std::collections::BTreeMap;
+use std::env::VarError;
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -19,6 +21,7 @@ use toml::Spanned;
 
 pub use error::ConfigError;
 pub use file::{LogFormat, LogLevel, OnFailure, RestartPolicy, parse_duration, parse_target};
+pub use redact::{redact_url, redact_urls_in};
 
 use crate::signals::signal_name;
 use crate::signals::{Rewrite, SignalTarget};
@@ -52,6 +55,8 @@ pub struct Settings {
     pub source: Option<PathBuf>,
     /// The app's argv from the config file; the command line's CMD replaces it.
     pub command: Vec<String>,
+    /// `command` as written, `${VAR}`s unexpanded: what `check` shows.
+    pub command_as_written: Vec<String>,
     pub stop_signal: c_int,
     pub stop_timeout: Duration,
     pub grace_period: Duration,
@@ -116,6 +121,8 @@ pub struct Hook {
     /// 1-based position within its phase, as shown in `[pre_stop#1]`.
     pub index: usize,
     pub action: Action,
+    /// `action` as written, `${VAR}`s unexpanded: what `check` shows.
+    pub as_written: Action,
     pub timeout: Duration,
     pub on_failure: OnFailure,
 }
@@ -149,11 +156,17 @@ pub enum Action {
 }
 
 impl fmt::Display for Action {
-    /// A one-line description that never shows header values or bodies.
+    /// A one-line description that never shows env values, header values or bodies, and
+    /// shows URLs redacted (the module `redact`).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Action::Exec { argv, .. } => write!(f, "exec {argv:?}"),
-            Action::Http(request) => write!(f, "http {} {}", request.method, request.url),
+            Action::Exec { argv, .. } => {
+                let shown: Vec<String> = argv.iter().map(|arg| redact_urls_in(arg)).collect();
+                write!(f, "exec {shown:?}")
+            }
+            Action::Http(request) => {
+                write!(f, "http {} {}", request.method, redact_url(&request.url))
+            }
             Action::Tcp(address) => write!(f, "tcp {address}"),
             Action::Sleep(duration) => write!(f, "sleep {}", humantime::format_duration(*duration)),
         }
@@ -190,7 +203,10 @@ pub struct Probes {
 /// Kubernetes' probe fields, with Kubernetes' defaults.
 #[derive(Debug, Clone)]
 pub struct Probe {
+    #[allow(dead_code, reason = "read once probes run")]
     pub action: Action,
+    /// `action` as written, `${VAR}`s unexpanded: what `check` shows.
+    pub as_written: Action,
     pub initial_delay: Duration,
     pub period: Duration,
     pub timeout: Duration,
@@ -232,33 +248,46 @@ impl Settings {
 
 /// Reads and resolves a config file.
 pub fn load(path: &Path, overrides: &Overrides) -> Result<Settings, ConfigError> {
-    let source = std::fs::read_to_string(path).map_err(|e| ConfigError {
+    let bytes = std::fs::read(path).map_err(|e| ConfigError {
         path: path.to_path_buf(),
         line: 0,
         column: 0,
         message: format!("cannot read config file: {e}"),
         excerpt: None,
     })?;
-    resolve(Some((path, &source)), overrides, |name| {
-        std::env::var(name).ok()
-    })
+    let source = String::from_utf8(bytes).map_err(|e| {
+        let bytes = e.as_bytes();
+        let valid_up_to = e.utf8_error().valid_up_to();
+        let line_end = bytes[valid_up_to..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(bytes.len(), |i| valid_up_to + i);
+        let valid = std::str::from_utf8(&bytes[..valid_up_to]).unwrap_or_default();
+        Locator::not_utf8(path, valid, &bytes[valid_up_to..line_end])
+    })?;
+    resolve(Some((path, &source)), overrides, |name| std::env::var(name))
 }
 
 /// No file: the defaults (a plain tini/dumb-init replacement) plus overrides, which
 /// can still contradict each other (`--stop-timeout` longer than the grace period).
 pub fn defaults(overrides: &Overrides) -> Result<Settings, ConfigError> {
-    resolve(None, overrides, |name| std::env::var(name).ok())
+    resolve(None, overrides, |name| std::env::var(name))
 }
 
 fn resolve(
     file: Option<(&Path, &str)>,
     overrides: &Overrides,
-    env: impl Fn(&str) -> Option<String>,
+    env: impl Fn(&str) -> Result<String, VarError>,
 ) -> Result<Settings, ConfigError> {
     let (parsed, locator) = match file {
         Some((path, source)) => {
-            let locator = Locator { path, source };
+            let mut locator = Locator {
+                path,
+                source,
+                masked: Vec::new(),
+            };
             let parsed: ConfigFile = toml::from_str(source).map_err(|e| locator.toml_error(&e))?;
+            locator.masked = never_printed(&parsed);
             (parsed, Some(locator))
         }
         None => (ConfigFile::default(), None),
@@ -271,13 +300,120 @@ fn resolve(
     resolver.settings(parsed, overrides)
 }
 
+/// A duration setting and where it came from, so that an error about two settings can
+/// point at the one in the file and say which is a default.
+struct Origin {
+    value: Duration,
+    /// Where the file sets it, if the file is what set it.
+    span: Option<Range<usize>>,
+    is_default: bool,
+}
+
+impl Origin {
+    fn of(
+        overridden: Option<Duration>,
+        in_file: &Option<Spanned<DurationValue>>,
+        default: Duration,
+    ) -> Origin {
+        match (overridden, in_file) {
+            (Some(value), _) => Origin {
+                value,
+                span: None,
+                is_default: false,
+            },
+            (None, Some(set)) => Origin {
+                value: set.get_ref().0,
+                span: Some(set.span()),
+                is_default: false,
+            },
+            (None, None) => Origin {
+                value: default,
+                span: None,
+                is_default: true,
+            },
+        }
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_duration(self.value))?;
+        if self.is_default {
+            f.write_str(", the default")?;
+        }
+        Ok(())
+    }
+}
+
+/// Where the file holds values that are never printed, not even as written: env values,
+/// header values, bodies and the endpoints' token.
+fn never_printed(file: &ConfigFile) -> Vec<Range<usize>> {
+    let hooks = &file.hooks;
+    let probes = &file.probes;
+    let tables = hooks
+        .post_start
+        .iter()
+        .chain(&hooks.on_ready)
+        .chain(&hooks.pre_stop)
+        .chain(&hooks.post_stop)
+        .chain(probes.startup.iter())
+        .chain(probes.liveness.iter())
+        .chain(probes.readiness.iter())
+        .map(Spanned::get_ref);
+    let mut spans: Vec<Range<usize>> = file.http.token.iter().map(Spanned::span).collect();
+    for t in tables {
+        spans.extend(t.env.values().map(Spanned::span));
+        if let Some(http) = &t.http {
+            spans.extend(http.headers.values().map(Spanned::span));
+            spans.extend(http.body.iter().map(Spanned::span));
+        }
+    }
+    spans
+}
+
+/// An action as the file has it, `${VAR}`s unexpanded, for display only: env values,
+/// header values and bodies are left out, as they are never shown.
+fn action_as_written(t: &ActionTable) -> Action {
+    if let Some(argv) = &t.exec {
+        return Action::Exec {
+            argv: as_written(argv),
+            env: BTreeMap::new(),
+            workdir: t.workdir.as_ref().map(|w| w.get_ref().clone()),
+        };
+    }
+    if let Some(http) = &t.http {
+        return Action::Http(HttpRequest {
+            method: http
+                .method
+                .as_ref()
+                .map_or("GET".into(), |m| m.get_ref().to_ascii_uppercase()),
+            url: http.url.get_ref().clone(),
+            headers: Vec::new(),
+            body: None,
+            expect_status: http
+                .expect_status
+                .as_ref()
+                .map_or(Vec::new(), |s| s.get_ref().clone()),
+        });
+    }
+    if let Some(address) = &t.tcp {
+        return Action::Tcp(address.get_ref().clone());
+    }
+    Action::Sleep(t.sleep.map_or(Duration::ZERO, |d| d.0))
+}
+
+/// Texts as the file has them, `${VAR}`s unexpanded.
+fn as_written(texts: &[Text]) -> Vec<String> {
+    texts.iter().map(|text| text.get_ref().clone()).collect()
+}
+
 struct Resolver<'a, E> {
     locator: Option<Locator<'a>>,
     env: &'a E,
     warnings: Vec<String>,
 }
 
-impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
+impl<E: Fn(&str) -> Result<String, VarError>> Resolver<'_, E> {
     fn error(&self, span: Range<usize>, message: impl Into<String>) -> ConfigError {
         self.error_at(Some(span), message)
     }
@@ -314,8 +450,66 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
         Ok(value)
     }
 
-    fn expand_all(&mut self, texts: &[Text]) -> Result<Vec<String>, ConfigError> {
-        texts.iter().map(|text| self.expand(text)).collect()
+    /// An argv, expanded; a NUL byte cannot be passed to a program (execve takes
+    /// C strings), so it is an error now rather than a failure at run time.
+    fn argv(&mut self, texts: &[Text]) -> Result<Vec<String>, ConfigError> {
+        texts
+            .iter()
+            .enumerate()
+            .map(|(i, text)| {
+                let arg = self.expand(text)?;
+                if arg.contains('\0') {
+                    return Err(self.error(
+                        text.span(),
+                        format!(
+                            "argument {i} contains a NUL byte, which a program's argv cannot hold"
+                        ),
+                    ));
+                }
+                Ok(arg)
+            })
+            .collect()
+    }
+
+    /// An exec action's `env`, expanded; what the kernel cannot carry in an
+    /// environment (`=` or NUL in a name, NUL in a value) is an error now. Values are
+    /// never quoted in a message: they may be secrets.
+    fn env(
+        &mut self,
+        env: &BTreeMap<Spanned<String>, Text>,
+    ) -> Result<BTreeMap<String, String>, ConfigError> {
+        let mut out = BTreeMap::new();
+        for (name, value) in env {
+            let shown = format!("{:?}", name.get_ref());
+            let problem = if name.get_ref().is_empty() {
+                Some("an environment variable needs a name".to_string())
+            } else if name.get_ref().contains('=') {
+                Some(format!(
+                    "{shown} contains `=`, which would end the variable's name"
+                ))
+            } else if name.get_ref().contains('\0') {
+                Some(format!(
+                    "{shown} contains a NUL byte, which an environment cannot hold"
+                ))
+            } else {
+                None
+            };
+            if let Some(problem) = problem {
+                return Err(self.error(name.span(), format!("`env`: {problem}")));
+            }
+            let expanded = self.expand(value)?;
+            if expanded.contains('\0') {
+                return Err(self.error(
+                    value.span(),
+                    format!(
+                        "`env`: the value of {} contains a NUL byte, which an environment cannot hold",
+                        name.get_ref()
+                    ),
+                ));
+            }
+            out.insert(name.get_ref().clone(), expanded);
+        }
+        Ok(out)
     }
 
     fn settings(
@@ -324,37 +518,35 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
         overrides: &Overrides,
     ) -> Result<Settings, ConfigError> {
         let app = file.app;
-        let command = match &app.command {
+        let (command, command_as_written) = match &app.command {
             Some(argv) if argv.get_ref().is_empty() => {
                 return Err(self.error(argv.span(), "`command` needs at least the program to run"));
             }
-            Some(argv) => self.expand_all(argv.get_ref())?,
-            None => Vec::new(),
+            Some(argv) => (self.argv(argv.get_ref())?, as_written(argv.get_ref())),
+            None => (Vec::new(), Vec::new()),
         };
-        let stop_timeout = overrides
-            .stop_timeout
-            .or(app.stop_timeout.as_ref().map(|d| d.get_ref().0))
-            .unwrap_or(DEFAULT_STOP_TIMEOUT);
-        let grace_period = overrides
-            .grace_period
-            .or(app.grace_period.as_ref().map(|d| d.get_ref().0))
-            .unwrap_or(DEFAULT_GRACE_PERIOD);
-        if stop_timeout > grace_period {
-            // Point at the file's value unless both came from the command line.
-            let in_file = match (overrides.stop_timeout, overrides.grace_period) {
-                (None, _) => app.stop_timeout.as_ref(),
-                (Some(_), None) => app.grace_period.as_ref(),
-                (Some(_), Some(_)) => None,
-            };
+        let stop_timeout = Origin::of(
+            overrides.stop_timeout,
+            &app.stop_timeout,
+            DEFAULT_STOP_TIMEOUT,
+        );
+        let grace_period = Origin::of(
+            overrides.grace_period,
+            &app.grace_period,
+            DEFAULT_GRACE_PERIOD,
+        );
+        if stop_timeout.value > grace_period.value {
+            // Point at a value in the file if either came from it (stop_timeout first);
+            // only when neither did is the command line (or environment) to blame.
+            let in_file = stop_timeout.span.clone().or(grace_period.span.clone());
             return Err(self.error_at(
-                in_file.map(Spanned::span),
+                in_file,
                 format!(
-                    "stop_timeout ({}) is longer than grace_period ({}): the app could never get its stop_timeout before SIGKILL",
-                    humantime::format_duration(stop_timeout),
-                    humantime::format_duration(grace_period)
+                    "stop_timeout ({stop_timeout}) is longer than grace_period ({grace_period}): the app could never get its stop_timeout before SIGKILL",
                 ),
             ));
         }
+        let (stop_timeout, grace_period) = (stop_timeout.value, grace_period.value);
 
         // The app always has a session of its own, so in either signal target mode a
         // TSTP would be discarded by the kernel (orphaned process group).
@@ -416,6 +608,7 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
         Ok(Settings {
             source: self.locator.as_ref().map(|l| l.path.to_path_buf()),
             command,
+            command_as_written,
             stop_signal: overrides
                 .stop_signal
                 .or(app.stop_signal.map(|s| s.0))
@@ -514,6 +707,7 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
                     phase,
                     index: i + 1,
                     action: self.action(span, t, true)?,
+                    as_written: action_as_written(t),
                     timeout: self
                         .nonzero(&t.timeout, "timeout")?
                         .unwrap_or(default_timeout),
@@ -547,6 +741,7 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
         };
         Ok(Some(Probe {
             action: self.action(table.span(), t, false)?,
+            as_written: action_as_written(t),
             initial_delay: t
                 .initial_delay
                 .as_ref()
@@ -615,26 +810,35 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
             if argv.is_empty() {
                 return Err(self.error(span, "`exec` needs at least the program to run"));
             }
-            let argv = self.expand_all(argv)?;
-            let env = t
-                .env
-                .iter()
-                .map(|(k, v)| Ok((k.clone(), self.expand(v)?)))
-                .collect::<Result<_, ConfigError>>()?;
+            let argv = self.argv(argv)?;
+            let env = self.env(&t.env)?;
+            if let Some(workdir) = &t.workdir
+                && workdir.get_ref().contains('\0')
+            {
+                return Err(self.error(workdir.span(), "`workdir` contains a NUL byte"));
+            }
             return Ok(Action::Exec {
                 argv,
                 env,
-                workdir: t.workdir.clone(),
+                workdir: t.workdir.as_ref().map(|w| w.get_ref().clone()),
             });
         }
         if let Some(http) = &t.http {
             let url = self.expand(&http.url)?;
+            // Shown redacted, as written and (when `${VAR}`s changed what is shown) as
+            // expanded.
+            let (written, expanded) = (redact_url(http.url.get_ref()), redact_url(&url));
+            let shown = if written == expanded {
+                format!("`{written}`")
+            } else {
+                format!("`{written}` (expanded: `{expanded}`)")
+            };
             let parsed = reqwest::Url::parse(&url)
-                .map_err(|e| self.error(http.url.span(), format!("`{url}` is not a URL: {e}")))?;
+                .map_err(|e| self.error(http.url.span(), format!("{shown} is not a URL: {e}")))?;
             if !matches!(parsed.scheme(), "http" | "https") {
                 return Err(self.error(
                     http.url.span(),
-                    format!("`{url}`: only http:// and https:// URLs are supported"),
+                    format!("{shown}: only http:// and https:// URLs are supported"),
                 ));
             }
             let method = match &http.method {

@@ -2,11 +2,15 @@
 //! shell. `$${` is a literal `${`; every other `$` is left as it is, so a shell script in
 //! an argv keeps its `$$` and `$1`.
 
+use std::env::VarError;
+
 /// The expanded text, plus the names of variables that were unset and had no default
 /// (they expand to the empty string, as in a shell, and are reported as warnings).
+/// `lookup` answers as `std::env::var` does; a variable that is set but not UTF-8 is an
+/// error, not "unset": its value is there, graceinit cannot use it.
 pub fn expand(
     text: &str,
-    lookup: impl Fn(&str) -> Option<String>,
+    lookup: impl Fn(&str) -> Result<String, VarError>,
 ) -> Result<(String, Vec<String>), String> {
     let mut out = String::with_capacity(text.len());
     let mut unset = Vec::new();
@@ -18,9 +22,9 @@ pub fn expand(
             out.push_str("${");
             rest = tail;
         } else if let Some(inner) = after.strip_prefix('{') {
-            let close = inner
-                .find('}')
-                .ok_or_else(|| format!("unterminated `${{` in `{text}`"))?;
+            let close = inner.find('}').ok_or_else(|| {
+                "unterminated `${`: expected ${NAME} or ${NAME:-default}".to_string()
+            })?;
             let reference = &inner[..close];
             let (name, default) = match reference.split_once(":-") {
                 Some((name, default)) => (name, Some(default)),
@@ -32,9 +36,14 @@ pub fn expand(
                 ));
             }
             match (lookup(name), default) {
-                (Some(value), _) => out.push_str(&value),
-                (None, Some(default)) => out.push_str(default),
-                (None, None) => unset.push(name.to_string()),
+                (Ok(value), _) => out.push_str(&value),
+                (Err(VarError::NotUnicode(_)), _) => {
+                    return Err(format!(
+                        "`${{{name}}}`: {name} is set but not valid UTF-8, so graceinit cannot use its value"
+                    ));
+                }
+                (Err(VarError::NotPresent), Some(default)) => out.push_str(default),
+                (Err(VarError::NotPresent), None) => unset.push(name.to_string()),
             }
             rest = &inner[close + 1..];
         } else {
@@ -50,11 +59,12 @@ pub fn expand(
 mod tests {
     use super::*;
 
-    fn env(name: &str) -> Option<String> {
+    fn env(name: &str) -> Result<String, VarError> {
         match name {
-            "HOSTNAME" => Some("web-0".into()),
-            "EMPTY" => Some(String::new()),
-            _ => None,
+            "HOSTNAME" => Ok("web-0".into()),
+            "EMPTY" => Ok(String::new()),
+            "LATIN1" => Err(VarError::NotUnicode("caf\u{e9}".into())),
+            _ => Err(VarError::NotPresent),
         }
     }
 
@@ -91,5 +101,14 @@ mod tests {
         assert!(expand("${HOSTNAME", env).is_err());
         assert!(expand("${}", env).is_err());
         assert!(expand("${A B}", env).is_err());
+    }
+
+    #[test]
+    fn a_variable_that_is_not_utf8_is_an_error_not_unset() {
+        let error = expand("x${LATIN1:-fallback}", env).unwrap_err();
+        assert_eq!(
+            error,
+            "`${LATIN1}`: LATIN1 is set but not valid UTF-8, so graceinit cannot use its value"
+        );
     }
 }

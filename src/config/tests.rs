@@ -4,11 +4,12 @@ use std::path::Path;
 
 use super::*;
 
-fn env(name: &str) -> Option<String> {
+fn env(name: &str) -> Result<String, VarError> {
     match name {
-        "HOSTNAME" => Some("web-0".into()),
-        "GRACEINIT_TOKEN" => Some("secret".into()),
-        _ => None,
+        "HOSTNAME" => Ok("web-0".into()),
+        "GRACEINIT_TOKEN" => Ok("secret".into()),
+        "NOT_UTF8" => Err(VarError::NotUnicode("x".into())),
+        _ => Err(VarError::NotPresent),
     }
 }
 
@@ -319,7 +320,109 @@ fn contradicting_flags_without_a_file_are_an_error() {
     let e = defaults(&overrides).unwrap_err();
     assert_eq!(
         e.to_string(),
-        "<command line>: stop_timeout (50s) is longer than grace_period (30s): the app could never get its stop_timeout before SIGKILL"
+        "<command line>: stop_timeout (50s) is longer than grace_period (30s, the default): the app could never get its stop_timeout before SIGKILL"
+    );
+}
+
+#[test]
+fn a_conflict_with_a_default_is_blamed_on_the_key_in_the_file() {
+    let e = parse("[app]\ngrace_period = \"5s\"\n").unwrap_err();
+    assert_eq!(e.path, Path::new("g.toml"));
+    assert_eq!((e.line, e.column), (2, 16));
+    assert_eq!(
+        e.message,
+        "stop_timeout (10s, the default) is longer than grace_period (5s): the app could never get its stop_timeout before SIGKILL"
+    );
+}
+
+#[test]
+fn what_exec_cannot_pass_is_rejected_at_load() {
+    let (line, column, message) = error("[[hooks.pre_stop]]\nexec = [\"a\", \"b\\u0000c\"]\n");
+    assert_eq!((line, column), (2, 14));
+    assert_eq!(
+        message,
+        "argument 1 contains a NUL byte, which a program's argv cannot hold"
+    );
+    let (line, column, _) = error("[app]\ncommand = [\"\\u0000\"]\n");
+    assert_eq!((line, column), (2, 12));
+    let (line, column, message) =
+        error("[[hooks.post_stop]]\nexec = [\"a\"]\nenv = { OK = \"1\", \"A=B\" = \"x\" }\n");
+    assert_eq!((line, column), (3, 19));
+    assert_eq!(
+        message,
+        "`env`: \"A=B\" contains `=`, which would end the variable's name"
+    );
+    let (line, column, message) =
+        error("[[hooks.post_stop]]\nexec = [\"a\"]\nenv = { \"\" = \"x\" }\n");
+    assert_eq!((line, column), (3, 9));
+    assert_eq!(message, "`env`: an environment variable needs a name");
+    let (line, column, message) =
+        error("[[hooks.post_stop]]\nexec = [\"a\"]\nenv = { A = \"x\\u0000s3cret\" }\n");
+    assert_eq!((line, column), (3, 13));
+    assert!(!message.contains("s3cret"), "{message}");
+    let shown = parse("[[hooks.post_stop]]\nexec = [\"a\"]\nenv = { A = \"x\\u0000s3cret\" }\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        shown.ends_with("\n3 | env = { A = *** }\n  |             ^^^"),
+        "{shown}"
+    );
+    let (line, column, _) = error("[[hooks.post_stop]]\nexec = [\"a\"]\nworkdir = \"/\\u0000\"\n");
+    assert_eq!((line, column), (3, 11));
+}
+
+#[test]
+fn a_variable_that_is_set_but_not_utf8_is_named() {
+    let (line, column, message) = error("[[hooks.pre_stop]]\nexec = [\"a\", \"${NOT_UTF8}\"]\n");
+    assert_eq!((line, column), (2, 14));
+    assert_eq!(
+        message,
+        "`${NOT_UTF8}`: NOT_UTF8 is set but not valid UTF-8, so graceinit cannot use its value"
+    );
+}
+
+#[test]
+fn check_sees_actions_as_written_and_urls_redacted() {
+    let s = parse(
+        "[app]\ncommand = [\"/app\", \"--token=${GRACEINIT_TOKEN}\"]\n\
+         [[hooks.pre_stop]]\nhttp = { url = \"http://u:${GRACEINIT_TOKEN}@h/x?t=${GRACEINIT_TOKEN}\", headers = { A = \"${GRACEINIT_TOKEN}\" } }\n",
+    )
+    .unwrap();
+    assert_eq!(s.command, ["/app", "--token=secret"]);
+    assert_eq!(s.command_as_written, ["/app", "--token=${GRACEINIT_TOKEN}"]);
+    let hook = &s.hooks.pre_stop[0];
+    assert_eq!(hook.action.to_string(), "http GET http://u:***@h/x?t=***");
+    assert_eq!(
+        hook.as_written.to_string(),
+        "http GET http://u:***@h/x?t=***"
+    );
+    match &hook.as_written {
+        Action::Http(request) => {
+            assert_eq!(
+                request.url,
+                "http://u:${GRACEINIT_TOKEN}@h/x?t=${GRACEINIT_TOKEN}"
+            );
+            assert!(request.headers.is_empty());
+        }
+        other => panic!("expected http, got {other:?}"),
+    }
+}
+
+#[test]
+fn errors_show_urls_redacted_with_the_underline_in_place() {
+    let source = "[[hooks.pre_stop]]\nhttp = { url = \"http://u:${GRACEINIT_TOKEN}@h:99999/?t=${GRACEINIT_TOKEN}\", method = \"GET\" }\n";
+    let shown = parse(source).unwrap_err().to_string();
+    assert!(!shown.contains("secret"), "{shown}");
+    assert_eq!(
+        shown,
+        "g.toml:2:16: `http://u:***@h:99999/?t=***` is not a URL: invalid port number\n  |\n2 | http = { url = \"http://u:***@h:99999/?t=***\", method = \"GET\" }\n  |                ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^"
+    );
+    // A literal password in the file is redacted in the excerpt as well.
+    let source = "[[hooks.pre_stop]]\nhttp = { url = \"http://u:hunter2@h/\", method = \"G T\" }\n";
+    let shown = parse(source).unwrap_err().to_string();
+    assert_eq!(
+        shown,
+        "g.toml:2:48: `G T` is not an HTTP method\n  |\n2 | http = { url = \"http://u:***@h/\", method = \"G T\" }\n  |                                            ^^^^^"
     );
 }
 

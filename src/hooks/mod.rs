@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::config::{Action, Hook, HttpRequest};
+use crate::config::{Action, Hook, HttpRequest, redact_url, redact_urls_in};
 use crate::reaper::Reaper;
 use relay::Relays;
 
@@ -133,23 +133,21 @@ impl Runner {
         if let Some(body) = &request.body {
             builder = builder.body(body.clone());
         }
+        // The URL is shown redacted, and reqwest's error must not show it again in full.
+        let shown = redact_url(&request.url);
         match tokio::time::timeout_at(limit, builder.send()).await {
             Err(_) => expired,
             Ok(Err(e)) => Outcome::Failed(format!(
-                "{} {}: {}",
+                "{} {shown}: {}",
                 request.method,
-                request.url,
-                error_chain(&e)
+                error_chain(&e.without_url())
             )),
             Ok(Ok(response)) => {
                 let status = response.status().as_u16();
                 if request.accepts(status) {
                     Outcome::Succeeded
                 } else {
-                    Outcome::Failed(format!(
-                        "{} {} answered {status}",
-                        request.method, request.url
-                    ))
+                    Outcome::Failed(format!("{} {shown} answered {status}", request.method))
                 }
             }
         }
@@ -182,7 +180,7 @@ async fn tcp(address: &str, limit: Instant, expired: Outcome) -> Outcome {
 }
 
 /// reqwest's Display hides the cause ("error sending request"); the chain names it
-/// ("connection refused").
+/// ("connection refused"). Any URL a cause names is redacted.
 pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
@@ -191,5 +189,5 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
         text.push_str(&cause.to_string());
         source = cause.source();
     }
-    text
+    redact_urls_in(&text)
 }
