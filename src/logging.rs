@@ -55,7 +55,7 @@ pub fn init(level: LogLevel, format: LogFormat, config_given: bool) {
         .with_default(level)
         .with_target(events::TARGET, events)
         .or(filter_fn(|meta| meta.target() == HOOK_TARGET));
-    QUEUE.get_or_init(|| Queue::start(format));
+    QUEUE.get_or_init(|| Queue::new(format));
     let registry = tracing_subscriber::registry();
     let result = match format {
         LogFormat::Text => registry
@@ -151,30 +151,51 @@ static QUEUE: OnceLock<Queue> = OnceLock::new();
 
 struct Queue {
     format: LogFormat,
-    sender: Mutex<Sender<Vec<u8>>>,
+    writer: Mutex<Writer>,
     /// Bytes queued or being written.
     pending: AtomicUsize,
     dropped: AtomicUsize,
     empty: (Mutex<()>, Condvar),
 }
 
+/// The writer thread starts with the first line: a quiet run never pays for it.
+enum Writer {
+    NotStarted,
+    Running(Sender<Vec<u8>>),
+    Failed,
+}
+
 impl Queue {
-    fn start(format: LogFormat) -> Queue {
-        let (sender, lines) = mpsc::channel();
-        let spawned = std::thread::Builder::new()
-            .name("log-writer".into())
-            .stack_size(64 * 1024)
-            .spawn(move || write_lines(lines));
-        if let Err(e) = spawned {
-            // Without a writer every line would be dropped; say so once, in place.
-            let _ = writeln!(io::stderr(), "graceinit: cannot start the log writer: {e}");
-        }
+    fn new(format: LogFormat) -> Queue {
         Queue {
             format,
-            sender: Mutex::new(sender),
+            writer: Mutex::new(Writer::NotStarted),
             pending: AtomicUsize::new(0),
             dropped: AtomicUsize::new(0),
             empty: (Mutex::new(()), Condvar::new()),
+        }
+    }
+
+    fn send(&self, line: Vec<u8>) -> bool {
+        let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        if let Writer::NotStarted = *writer {
+            let (sender, lines) = mpsc::channel();
+            let spawned = std::thread::Builder::new()
+                .name("log-writer".into())
+                .stack_size(256 * 1024)
+                .spawn(move || write_lines(lines));
+            *writer = match spawned {
+                Ok(_) => Writer::Running(sender),
+                Err(e) => {
+                    // Without a writer every line is dropped; say so once, in place.
+                    let _ = writeln!(io::stderr(), "graceinit: cannot start the log writer: {e}");
+                    Writer::Failed
+                }
+            };
+        }
+        match &*writer {
+            Writer::Running(sender) => sender.send(line).is_ok(),
+            _ => false,
         }
     }
 
@@ -187,10 +208,7 @@ impl Queue {
                 (pending + len <= QUEUE_BYTES).then_some(pending + len)
             })
             .is_ok();
-        let sent = fits && {
-            let sender = self.sender.lock().unwrap_or_else(|e| e.into_inner());
-            sender.send(line).is_ok()
-        };
+        let sent = fits && self.send(line);
         if !sent {
             if fits {
                 self.pending.fetch_sub(len, Ordering::AcqRel);
