@@ -20,7 +20,7 @@ pub enum Invocation {
     Probe(ProbeArgs),
 }
 
-pub const USAGE: &str = "graceinit [OPTIONS] [--] CMD [ARGS...]\n       graceinit check [CONFIG]\n       graceinit sleep DURATION\n       graceinit probe URL [--timeout D]";
+pub const USAGE: &str = "graceinit [OPTIONS] [--] CMD [ARGS...]\n       graceinit check [CONFIG]\n       graceinit sleep DURATION...\n       graceinit probe URL [--timeout D]";
 
 const SUBCOMMANDS: &[&str] = &["check", "sleep", "probe"];
 
@@ -209,13 +209,22 @@ pub struct CheckArgs {
     pub config: std::path::PathBuf,
 }
 
-/// Sleep, for images with no shell (e.g. a Kubernetes preStop exec hook).
+/// Sleep for the sum of the DURATIONs, as coreutils' sleep does (for images with no shell,
+/// and for `CMD ["sleep", ...]` under `ENTRYPOINT ["graceinit"]`). SIGTERM, SIGINT and
+/// SIGHUP end it with 128+N, also as PID 1.
 #[derive(Debug, Parser)]
 #[command(name = "graceinit sleep")]
 pub struct SleepArgs {
-    /// "5s", "1500ms", "2m".
-    #[arg(value_name = "DURATION", value_parser = parse_duration)]
-    pub duration: Duration,
+    /// Seconds ("5", "0.5"), with a unit s, m, h or d ("1.5m", "2h"), "1500ms", or
+    /// "infinity". Several are added up ("1m 30").
+    // Hyphen values reach the parser, so "-1" is called negative, not an unknown flag.
+    #[arg(
+        value_name = "DURATION",
+        required = true,
+        allow_hyphen_values = true,
+        value_parser = crate::commands::sleep::parse_interval
+    )]
+    pub intervals: Vec<Duration>,
 }
 
 /// One check, for images with no shell: http(s)://... (2xx/3xx is ok) or tcp://host:port.

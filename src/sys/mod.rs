@@ -8,3 +8,4 @@ pub mod process;
 pub mod signals;
 pub mod spawn;
 pub mod wait;
+pub mod wait_signal;
