@@ -1,5 +1,5 @@
-//! `graceinit sleep` and `graceinit probe`, the tools for images with no shell, against
-//! real servers on loopback.
+//! `graceinit probe`, a tool for images with no shell, against real servers on loopback
+//! (`graceinit sleep` is in tests/sleep.rs).
 
 mod common;
 
@@ -39,28 +39,6 @@ fn http_server(status: &str, requests: usize) -> String {
 fn closed_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().port()
-}
-
-#[test]
-fn sleep_sleeps_for_the_duration_given() {
-    let done = graceinit(&["sleep", "400ms"]);
-    done.assert_code(0);
-    assert!(
-        done.elapsed >= Duration::from_millis(400) && done.elapsed < Duration::from_secs(3),
-        "slept {:?}",
-        done.elapsed
-    );
-    let done = graceinit(&["sleep", "0s"]);
-    done.assert_code(0);
-}
-
-#[test]
-fn sleep_rejects_a_bad_duration_with_usage_error() {
-    let done = graceinit(&["sleep", "5 fortnights"]);
-    done.assert_code(2);
-    assert!(done.stderr.contains("not a duration"), "{}", done.stderr);
-    let done = graceinit(&["sleep"]);
-    done.assert_code(2);
 }
 
 #[test]
