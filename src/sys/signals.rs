@@ -223,7 +223,7 @@ pub(super) fn ignore_raw(signals: &[c_int]) {
 
 /// A signal's current handler (SIG_DFL, SIG_IGN or a function), by the raw system call:
 /// glibc's `sigaction` refuses its internal signals (EINVAL).
-fn disposition(sig: c_int) -> libc::sighandler_t {
+pub(super) fn disposition(sig: c_int) -> libc::sighandler_t {
     let mut old = [0usize; 4];
     // SAFETY: rt_sigaction with no new action writes the current one into `old`; the
     // kernel's struct sigaction starts with the handler and fits in 32 bytes.

@@ -11,6 +11,8 @@ use std::time::Duration;
 use libc::c_int;
 use nix::errno::Errno;
 
+use super::signals::disposition;
+
 /// A set of signals blocked on the calling thread, to be waited for with [`wait`].
 ///
 /// Only for a process with a single thread: a signal sent to the process goes to any
@@ -32,7 +34,7 @@ impl BlockedSignals {
             set.assume_init()
         };
         for &sig in signals {
-            if disposition(sig)? != libc::SIG_IGN {
+            if disposition(sig) != libc::SIG_IGN {
                 // SAFETY: `set` is an initialised sigset_t; a bad number is EINVAL.
                 Errno::result(unsafe { libc::sigaddset(&mut set, sig) })?;
             }
@@ -61,15 +63,4 @@ impl BlockedSignals {
         // -1 is EAGAIN (timed out) or EINTR (a stop and continue, or another handler).
         (sig > 0).then_some(sig)
     }
-}
-
-/// The current disposition of `sig` (SIG_DFL, SIG_IGN or a handler).
-fn disposition(sig: c_int) -> nix::Result<libc::sighandler_t> {
-    let mut old = MaybeUninit::<libc::sigaction>::zeroed();
-    // SAFETY: a null `act` only queries; on success the kernel fills `old`, which was
-    // zero-initialised anyway, so reading it is sound either way.
-    let result = unsafe { libc::sigaction(sig, std::ptr::null(), old.as_mut_ptr()) };
-    Errno::result(result)?;
-    // SAFETY: zero-initialised, then written by sigaction: a valid sigaction.
-    Ok(unsafe { old.assume_init() }.sa_sigaction)
 }
