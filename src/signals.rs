@@ -2,45 +2,50 @@
 //! rules: rewriting (dumb-init's `--rewrite`) and the target (the app's process group,
 //! or the app alone).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::io;
 
-use futures_util::StreamExt;
 use libc::c_int;
 use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
 
-use crate::sys::signals::{FAULT_OR_SENT, catch_faults_and_sent, caught, unblock_all};
+use crate::sys::signals::{catch_all, unblock_all};
 
-/// Every signal graceinit catches, as one stream of signal numbers: signal-hook's
-/// handlers wake the loop for most; the few that are also faults (SIGSEGV, SIGPIPE, ...)
-/// have a handler of `sys`'s own that passes on only those another process sent.
+/// Every signal graceinit catches, as one stream of signal numbers, read from the pipe
+/// that `sys`'s handler writes to.
 pub struct Incoming {
-    hooked: signal_hook_tokio::Signals,
-    sent: pipe::Receiver,
+    pipe: pipe::Receiver,
+    /// Read but not yet handed out, in order of arrival.
+    unread: VecDeque<c_int>,
 }
 
 impl Incoming {
-    /// Installs every handler, then unblocks signals (blocked since start-up by
+    /// Installs the handlers, then unblocks signals (blocked since start-up by
     /// `InheritedSignals::capture_and_block`), so none pending is lost.
     pub fn install() -> io::Result<Incoming> {
-        let hooked: Vec<c_int> = caught()
-            .into_iter()
-            .filter(|sig| !FAULT_OR_SENT.contains(sig))
-            .collect();
-        let hooked = signal_hook_tokio::Signals::new(&hooked)?;
-        let sent = pipe::Receiver::from_owned_fd(catch_faults_and_sent()?)?;
+        let pipe = pipe::Receiver::from_owned_fd(catch_all()?)?;
         unblock_all();
-        Ok(Incoming { hooked, sent })
+        Ok(Incoming {
+            pipe,
+            unread: VecDeque::new(),
+        })
     }
 
-    /// The next signal; cancel-safe (used in `select!`).
+    /// The next signal; cancel-safe (used in `select!`). SIGCHLDs read together count as
+    /// one: a single reap collects every child that has exited.
     pub async fn next(&mut self) -> Option<c_int> {
-        tokio::select! {
-            sig = self.hooked.next() => sig,
-            byte = self.sent.read_u8() => byte.ok().map(c_int::from),
+        if self.unread.is_empty() {
+            let mut bytes = [0u8; 256];
+            let n = self.pipe.read(&mut bytes).await.ok()?;
+            self.unread
+                .extend(bytes[..n].iter().map(|&b| c_int::from(b)));
         }
+        let sig = self.unread.pop_front()?;
+        if sig == libc::SIGCHLD {
+            self.unread.retain(|&other| other != libc::SIGCHLD);
+        }
+        Some(sig)
     }
 }
 

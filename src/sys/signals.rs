@@ -1,6 +1,5 @@
 //! Signal state: what graceinit inherited (so the app can get it back), the set of
-//! signals graceinit catches, and the handler for signals that are either faults or
-//! messages.
+//! signals graceinit catches, and the one handler that reports them on a pipe.
 
 use std::io;
 use std::mem::MaybeUninit;
@@ -45,16 +44,21 @@ pub fn caught() -> Vec<c_int> {
         .collect()
 }
 
-/// The write end of the pipe that [`on_fault_or_sent`] reports sent signals on.
-static SENT_PIPE: AtomicI32 = AtomicI32::new(-1);
+/// The write end of the pipe that [`on_signal`] reports signals on.
+static SIGNAL_PIPE: AtomicI32 = AtomicI32::new(-1);
 /// graceinit's pid, to tell its own SIGPIPE and abort() from ones sent by others.
 static OWN_PID: AtomicI32 = AtomicI32::new(0);
 
-/// Installs the handler for [`FAULT_OR_SENT`]: a signal another process sent is written,
-/// as one byte, to a pipe whose read end is returned; a real fault in graceinit (or its
-/// own abort) resets the signal to its default action, so that it kills graceinit with
-/// the usual core dump when the faulting instruction runs again.
-pub fn catch_faults_and_sent() -> io::Result<OwnedFd> {
+/// Installs one handler for every signal in [`caught`] and returns the read end of the
+/// pipe it writes each signal's number to, as one byte (the self-pipe of tini's and
+/// tokio's designs). One `sigaction` per signal: registering them one by one with
+/// signal-hook, whose registry copies its whole table on each registration, was 85% of
+/// graceinit's start-up instructions.
+///
+/// For [`FAULT_OR_SENT`], only a signal another process sent is reported; a real fault
+/// in graceinit (or its own abort) resets the signal to its default action, so that it
+/// kills graceinit with the usual core dump when the faulting instruction runs again.
+pub fn catch_all() -> io::Result<OwnedFd> {
     let mut fds = [0 as c_int; 2];
     // SAFETY: pipe2 writes two descriptors into `fds`, an array of two c_ints.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
@@ -63,11 +67,11 @@ pub fn catch_faults_and_sent() -> io::Result<OwnedFd> {
     // SAFETY: pipe2 succeeded, so fds[0] is an open descriptor that nothing else owns.
     let reader = unsafe { OwnedFd::from_raw_fd(fds[0]) };
     OWN_PID.store(std::process::id() as i32, Ordering::Relaxed);
-    SENT_PIPE.store(fds[1], Ordering::Release);
-    let handler: extern "C" fn(c_int, *mut libc::siginfo_t, *mut libc::c_void) = on_fault_or_sent;
+    SIGNAL_PIPE.store(fds[1], Ordering::Release);
+    let handler: extern "C" fn(c_int, *mut libc::siginfo_t, *mut libc::c_void) = on_signal;
     let mut action = sigaction_with(handler as libc::sighandler_t);
     action.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART | libc::SA_ONSTACK;
-    for &sig in FAULT_OR_SENT {
+    for sig in caught() {
         // SAFETY: installs a handler that makes only async-signal-safe calls (write,
         // sigaction) on a catchable signal.
         if unsafe { libc::sigaction(sig, &action, std::ptr::null_mut()) } != 0 {
@@ -77,38 +81,40 @@ pub fn catch_faults_and_sent() -> io::Result<OwnedFd> {
     Ok(reader)
 }
 
-extern "C" fn on_fault_or_sent(sig: c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
-    // SAFETY: with SA_SIGINFO the kernel passes a valid siginfo_t. si_code <= 0 (SI_USER,
-    // SI_QUEUE, SI_TKILL) means a process sent the signal, and then si_pid is set.
-    let sent_by = unsafe {
-        let info = &*info;
-        (info.si_code <= 0).then(|| info.si_pid())
-    };
-    match sent_by {
-        // Sent by another process, or from an ancestor PID namespace (pid 0): forward.
-        Some(pid) if pid != OWN_PID.load(Ordering::Relaxed) => {
-            let byte = sig as u8;
-            let saved = io::Error::last_os_error().raw_os_error();
-            // SAFETY: write(2) is async-signal-safe; the pipe is non-blocking, so a full
-            // pipe loses this one signal rather than blocking the handler.
-            unsafe {
-                libc::write(
-                    SENT_PIPE.load(Ordering::Acquire),
-                    (&raw const byte).cast(),
-                    1,
-                )
-            };
-            restore_errno(saved);
-        }
-        // graceinit's own write to a closed pipe: the write fails with EPIPE instead.
-        _ if sig == libc::SIGPIPE => {}
-        // A real fault, or graceinit's own abort(): let the default action happen.
-        _ => {
-            let default = sigaction_with(libc::SIG_DFL);
-            // SAFETY: sigaction is async-signal-safe; SIG_DFL is a valid disposition.
-            unsafe { libc::sigaction(sig, &default, std::ptr::null_mut()) };
+extern "C" fn on_signal(sig: c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    if FAULT_OR_SENT.contains(&sig) {
+        // SAFETY: with SA_SIGINFO the kernel passes a valid siginfo_t. si_code <= 0
+        // (SI_USER, SI_QUEUE, SI_TKILL) means a process sent the signal, and then si_pid
+        // is set (0 for a sender in an ancestor PID namespace).
+        let sent_by = unsafe {
+            let info = &*info;
+            (info.si_code <= 0).then(|| info.si_pid())
+        };
+        match sent_by {
+            Some(pid) if pid != OWN_PID.load(Ordering::Relaxed) => {}
+            // graceinit's own write to a closed pipe: the write fails with EPIPE instead.
+            _ if sig == libc::SIGPIPE => return,
+            // A real fault, or graceinit's own abort(): let the default action happen.
+            _ => {
+                let default = sigaction_with(libc::SIG_DFL);
+                // SAFETY: sigaction is async-signal-safe; SIG_DFL is a valid disposition.
+                unsafe { libc::sigaction(sig, &default, std::ptr::null_mut()) };
+                return;
+            }
         }
     }
+    let byte = sig as u8;
+    let saved = io::Error::last_os_error().raw_os_error();
+    // SAFETY: write(2) is async-signal-safe. The pipe is non-blocking: when 64 KiB of
+    // signals wait unread, this one is lost rather than the handler blocking.
+    unsafe {
+        libc::write(
+            SIGNAL_PIPE.load(Ordering::Acquire),
+            (&raw const byte).cast(),
+            1,
+        )
+    };
+    restore_errno(saved);
 }
 
 fn restore_errno(saved: Option<c_int>) {
