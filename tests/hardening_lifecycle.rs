@@ -510,7 +510,7 @@ fn storm_beating(dir: &TempDir) -> bool {
 }
 
 /// The app leaves 2 chains of processes that ignore SIGTERM and each fork a successor in
-/// a new session every 5 ms, plus 200 leftovers that ignore SIGTERM, and exits 3.
+/// a new session every 5 ms, plus 100 leftovers that ignore SIGTERM, and exits 3.
 /// Afterwards no process of the storm is left and no chain still beats.
 fn session_storm(pid1: bool) {
     let _serial = serial();
@@ -528,7 +528,7 @@ fn session_storm(pid1: bool) {
         "3",
         "2",
         "5",
-        "200",
+        "100",
     ]);
     let launch = if pid1 {
         Launch::pid1(list)
