@@ -103,9 +103,23 @@ fn a_command_line_contradiction_is_a_usage_error() {
     );
 }
 
+/// With a config file (even an empty one) the lifecycle events show; without one a
+/// normal run prints nothing (tests/hardening_lifecycle.rs).
 #[test]
 fn json_logs_are_one_object_per_line_with_the_event_reason() {
-    let done = Launch::direct(["--log-format", "json", "--", "sh", "-c", "exit 3"]).run(WAIT);
+    let dir = TempDir::new("json-logs");
+    let empty = dir.write("empty.toml", "");
+    let done = Launch::direct([
+        "--log-format",
+        "json",
+        "--config",
+        empty.as_str(),
+        "--",
+        "sh",
+        "-c",
+        "exit 3",
+    ])
+    .run(WAIT);
     done.assert_code(3);
     let events: Vec<serde_json::Value> = done
         .stderr
@@ -125,7 +139,9 @@ fn json_logs_are_one_object_per_line_with_the_event_reason() {
 
 #[test]
 fn the_default_level_shows_events_and_warnings_only() {
-    let quiet = Launch::direct(["--", "true"]).run(WAIT);
+    let dir = TempDir::new("default-level");
+    let empty = dir.write("empty.toml", "");
+    let quiet = Launch::direct(["--config", empty.as_str(), "--", "true"]).run(WAIT);
     quiet.assert_code(0);
     assert_eq!(quiet.stderr.lines().count(), 1, "{}", quiet.stderr);
     assert!(quiet.stderr.contains("Started: app"), "{}", quiet.stderr);

@@ -20,6 +20,14 @@ use common::{
 
 const TIMEOUT: Duration = Duration::from_secs(15);
 
+/// Wall-clock nanoseconds since the epoch, comparable with `date +%s%N`.
+fn now_ns() -> i128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock is after 1970")
+        .as_nanos() as i128
+}
+
 fn path_str(path: &std::path::Path) -> String {
     path.to_str().expect("UTF-8 path").to_string()
 }
@@ -43,6 +51,8 @@ fn sh_wait_for(condition: &str) -> String {
 #[test]
 fn orphan_storm_leaves_no_zombie_and_keeps_the_exit_code() {
     const ORPHANS: usize = 3000;
+    // Heavy: never beside a timing test.
+    let _serial = serial();
     let storm = helper("storm");
     let done = Launch::pid1(args(&[
         "-w",
@@ -144,6 +154,8 @@ fn the_app_receives_the_signal_and_its_exit_0_passes_through() {
 
 #[test]
 fn every_exit_code_0_to_255_passes_through() {
+    // Heavy (256 runs on 4 threads): never beside a timing test.
+    let _serial = serial();
     let workers: Vec<_> = (0..4)
         .map(|worker| {
             std::thread::spawn(move || {
@@ -339,8 +351,9 @@ fn child_mode_signals_the_wrapper_alone() {
 // 6. Leftovers are terminated, killed if they must be, and reaped
 
 /// The app starts a SIGTERM recorder, two sleeps and a setsid'd daemon that ignores
-/// SIGTERM, waits until they are ready, and exits 3. `record_pids` appends the host pids
-/// of the four leftovers (only meaningful outside a namespace) to PIDS.
+/// SIGTERM, waits until they are ready, writes the time (`date +%s%N`) into `exited`
+/// and exits 3. It appends the host pids of the four leftovers (only meaningful outside
+/// a namespace) to `pids`.
 fn leftover_script(dir: &TempDir) -> String {
     let log = dir.file("signals.log");
     let pids = dir.file("pids");
@@ -352,17 +365,29 @@ fn leftover_script(dir: &TempDir) -> String {
          setsid sh -c 'trap \"\" TERM; echo $$ > {daemon}; exec sleep 1000' &\n\
          {wait}\n\
          cat {daemon} >> {pids}\n\
+         date +%s%N > {exited}\n\
          exit 3\n",
         rec = sigrec(),
         wait = sh_wait_for(&format!(
             "[ -s {daemon} ] && grep -qx 'leftover ready' {log}"
         )),
+        exited = dir.file("exited"),
     )
 }
 
+/// Runs [`leftover_script`] under `launch` and returns how it ended, with the wall-clock
+/// time of graceinit's exit (nanoseconds since the epoch, as `date +%s%N`).
+fn run_leftovers(launch: Launch) -> (Finished, i128) {
+    let launched = now_ns();
+    let done = launch.run(TIMEOUT);
+    let exited = launched + done.elapsed.as_nanos() as i128;
+    (done, exited)
+}
+
 /// Checks a run of [`leftover_script`]: exit 3, SIGTERM first (the recorder got it), the
-/// daemon SIGKILLed after kill_leftovers_after (2 s), everything reaped before exit.
-fn assert_leftovers_handled(done: &Finished, dir: &TempDir) {
+/// daemon SIGKILLed kill_leftovers_after (2 s) after the app exited, everything reaped
+/// before graceinit exits right after.
+fn assert_leftovers_handled(done: &Finished, graceinit_exited: i128, dir: &TempDir) {
     done.assert_code(3);
     assert_eq!(
         lines(dir.join("signals.log")),
@@ -380,10 +405,15 @@ fn assert_leftovers_handled(done: &Finished, dir: &TempDir) {
         "stderr:\n{}",
         done.stderr
     );
+    let app_exited: i128 = lines(dir.join("exited"))
+        .first()
+        .and_then(|line| line.parse().ok())
+        .unwrap_or_else(|| panic!("the app wrote its exit time\nstderr:\n{}", done.stderr));
+    let after = graceinit_exited - app_exited;
     assert!(
-        done.elapsed >= Duration::from_millis(1500) && done.elapsed <= Duration::from_secs(10),
-        "SIGKILL is due 2 s after the app exits; graceinit took {:?}\nstderr:\n{}",
-        done.elapsed,
+        (1_950_000_000..2_500_000_000).contains(&after),
+        "SIGKILL is due 2 s after the app exits, then graceinit exits; it exited {:.3}s after the app\nstderr:\n{}",
+        after as f64 / 1e9,
         done.stderr
     );
 }
@@ -405,8 +435,13 @@ impl Drop for KillLeftovers {
 fn leftovers_are_killed_and_reaped_as_pid1() {
     let _serial = serial();
     let dir = TempDir::new("pid1-leftovers");
-    let done = Launch::pid1(args(&["--", "sh", "-c", &leftover_script(&dir)])).run(TIMEOUT);
-    assert_leftovers_handled(&done, &dir);
+    let (done, exited) = run_leftovers(Launch::pid1(args(&[
+        "--",
+        "sh",
+        "-c",
+        &leftover_script(&dir),
+    ])));
+    assert_leftovers_handled(&done, exited, &dir);
     assert_eq!(
         lines(dir.join("pids")).len(),
         4,
@@ -420,13 +455,18 @@ fn leftovers_are_killed_and_reaped_as_pid1() {
 fn leftovers_are_killed_and_reaped_as_subreaper() {
     let _serial = serial();
     let dir = TempDir::new("pid1-leftovers-subreaper");
-    let done = Launch::direct(args(&["--", "sh", "-c", &leftover_script(&dir)])).run(TIMEOUT);
+    let (done, exited) = run_leftovers(Launch::direct(args(&[
+        "--",
+        "sh",
+        "-c",
+        &leftover_script(&dir),
+    ])));
     let pids: Vec<i32> = lines(dir.join("pids"))
         .iter()
         .map(|p| p.trim().parse().expect("a pid"))
         .collect();
     let _cleanup = KillLeftovers(pids.clone());
-    assert_leftovers_handled(&done, &dir);
+    assert_leftovers_handled(&done, exited, &dir);
     assert_eq!(pids.len(), 4, "the app recorded its four leftovers");
     for pid in pids {
         assert_eq!(
@@ -808,11 +848,14 @@ fn sigttin_and_sigttou_are_ignored_and_not_forwarded() {
 
         running.signal(libc::SIGTTOU);
         running.signal(libc::SIGTTIN);
-        // A forwarded TTIN/TTOU would be handled by now, before the USR1 marker (pending
-        // standard signals are delivered lowest number first, USR1 before TTIN).
-        std::thread::sleep(Duration::from_millis(200));
+        // Two markers in turn, no sleep: a TTIN/TTOU forwarded by mistake reaches the app
+        // with or right after USR1 (pending standard signals are delivered lowest number
+        // first), before the USR2 the test sends once USR1 is in the log; so it is
+        // recorded before the TERM the test sends once USR2 is in the log.
         running.signal(libc::SIGUSR1);
         wait_for_line(&log, "app USR1");
+        running.signal(libc::SIGUSR2);
+        wait_for_line(&log, "app USR2");
         assert!(
             matches!(state(graceinit), Some(s) if s != 'T'),
             "graceinit did not stop itself ({mode:?}): state {:?}",
@@ -823,7 +866,7 @@ fn sigttin_and_sigttou_are_ignored_and_not_forwarded() {
         done.assert_code(0);
         assert_eq!(
             lines(&log),
-            ["app ready", "app USR1", "app TERM"],
+            ["app ready", "app USR1", "app USR2", "app TERM"],
             "mode {mode:?}; stderr:\n{}",
             done.stderr
         );

@@ -180,7 +180,6 @@ pub enum Mode {
 /// (a failed test) kills it and everything under it.
 pub struct Graceinit {
     running: Running,
-    pub started: Instant,
     exit: Option<Exit>,
 }
 
@@ -205,14 +204,14 @@ impl Graceinit {
     /// Any [`Launch`] (e.g. `script` running graceinit on a terminal).
     pub fn launch(launch: Launch) -> Graceinit {
         Graceinit {
-            started: Instant::now(),
             running: launch.start(),
             exit: None,
         }
     }
 
     /// Starts graceinit and waits until it has started the app (its "Started" event):
-    /// its signal handlers are installed by then.
+    /// its signal handlers are installed by then. The event shows with a config file or
+    /// `-v`: a run with neither prints nothing.
     pub fn start(args: &[&str], env: &[(&str, &str)]) -> Graceinit {
         Graceinit::start_as(Mode::Subreaper, args, env)
     }
