@@ -7,46 +7,68 @@ use std::fmt;
 use std::io;
 
 use libc::c_int;
-use tokio::io::AsyncReadExt;
-use tokio::net::unix::pipe;
+use tokio::io::unix::AsyncFd;
 
-use crate::sys::signals::{catch_all, unblock_all};
+use crate::sys::signals::{FAULT_OR_SENT, Received, SignalFd};
 
-/// Every signal graceinit catches, as one stream of signal numbers, read from the pipe
-/// that `sys`'s handler writes to.
+/// Every signal graceinit handles, as one stream of signal numbers, read from a
+/// signalfd in batches (see `sys::signals`).
 pub struct Incoming {
-    pipe: pipe::Receiver,
+    fd: AsyncFd<SignalFd>,
     /// Read but not yet handed out, in order of arrival.
     unread: VecDeque<c_int>,
+    batch: Vec<Received>,
+    own_pid: u32,
 }
 
 impl Incoming {
-    /// Installs the handlers, then unblocks signals (blocked since start-up by
-    /// `InheritedSignals::capture_and_block`), so none pending is lost.
-    pub fn install() -> io::Result<Incoming> {
-        let pipe = pipe::Receiver::from_owned_fd(catch_all()?)?;
-        unblock_all();
+    pub fn open() -> io::Result<Incoming> {
         Ok(Incoming {
-            pipe,
+            fd: SignalFd::open_async()?,
             unread: VecDeque::new(),
+            batch: Vec::new(),
+            own_pid: std::process::id(),
         })
     }
 
-    /// The next signal; cancel-safe (used in `select!`). SIGCHLDs read together count as
-    /// one: a single reap collects every child that has exited.
+    /// The next signal; cancel-safe (used in `select!`). SIGCHLD goes first and counts
+    /// once however often it came: a single reap collects every child that has exited.
     pub async fn next(&mut self) -> Option<c_int> {
-        if self.unread.is_empty() {
-            let mut bytes = [0u8; 256];
-            let n = self.pipe.read(&mut bytes).await.ok()?;
-            self.unread
-                .extend(bytes[..n].iter().map(|&b| c_int::from(b)));
+        while self.unread.is_empty() {
+            let mut ready = self.fd.readable().await.ok()?;
+            match self.fd.get_ref().read_batch(&mut self.batch) {
+                Ok(()) => {
+                    let mut child_exited = false;
+                    for received in self.batch.drain(..) {
+                        if received.signal == libc::SIGCHLD {
+                            child_exited = true;
+                        } else if forwardable(received, self.own_pid) {
+                            self.unread.push_back(received.signal);
+                        }
+                    }
+                    // Reaping first: the app's exit must not wait behind a storm of
+                    // other signals.
+                    if child_exited {
+                        self.unread.retain(|&sig| sig != libc::SIGCHLD);
+                        self.unread.push_front(libc::SIGCHLD);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => ready.clear_ready(),
+                Err(_) => return None,
+            }
         }
-        let sig = self.unread.pop_front()?;
-        if sig == libc::SIGCHLD {
-            self.unread.retain(|&other| other != libc::SIGCHLD);
-        }
-        Some(sig)
+        self.unread.pop_front()
     }
+}
+
+/// Whether a signal read from the signalfd is one to act on: a fault-type signal only
+/// when another process sent it (graceinit's own, e.g. the SIGPIPE of a write to a
+/// closed pipe, is not for the app), and never the terminal stops graceinit ignores.
+fn forwardable(received: Received, own_pid: u32) -> bool {
+    if received.signal == libc::SIGTTIN || received.signal == libc::SIGTTOU {
+        return false;
+    }
+    !FAULT_OR_SENT.contains(&received.signal) || (received.sent && received.sender != own_pid)
 }
 
 const NAMES: &[(&str, c_int)] = &[

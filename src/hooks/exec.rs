@@ -86,6 +86,8 @@ pub async fn run(
     })
     .await;
     relays.limit_abandoned();
+    // Aborted relays close their pipes when the runtime next polls them: let it, now.
+    tokio::task::yield_now().await;
     outcome
 }
 

@@ -102,6 +102,22 @@ impl Supervisor {
             self.begin_drain(sig);
             return;
         };
+        if shutdown.cause == Cause::FailedPostStart && self.late_kill_at.is_none() {
+            // The app is already being stopped, but a drain trigger fixes kill_at at
+            // every phase: the kubelet's SIGKILL comes at the grace period's end.
+            let kill_at = Instant::now() + self.settings.grace_period;
+            shutdown.deadlines.kill_at = shutdown.deadlines.kill_at.min(kill_at);
+            self.late_kill_at = Some(kill_at);
+            self.events.record(
+                Reason::DrainStarted,
+                format!(
+                    "{} received while the app stops after a failed post_start hook: exiting within {:?}",
+                    signal_name(sig),
+                    self.settings.grace_period
+                ),
+            );
+            return;
+        }
         if sig != libc::SIGTERM {
             shutdown.presses += 1;
         }

@@ -139,7 +139,12 @@ impl Supervisor {
             return;
         }
         tracing::warn!("processes left by the app outlived SIGTERM: sending SIGKILL");
-        let give_up = Instant::now() + AFTER_SIGKILL;
+        // Never past the drain's SIGKILL time (but one round at least).
+        let give_up = self
+            .exit_deadline()
+            .map_or(Instant::now() + AFTER_SIGKILL, |kill_at| {
+                kill_at.clamp(Instant::now() + KILL_ROUND, Instant::now() + AFTER_SIGKILL)
+            });
         loop {
             self.signal_leftovers(libc::SIGKILL).await;
             let round = (Instant::now() + KILL_ROUND).min(give_up);
@@ -181,6 +186,9 @@ impl Supervisor {
                 return true;
             }
             let until = self.exit_deadline().map_or(deadline, |d| d.min(deadline));
+            if Instant::now() >= until {
+                return self.reaper.reap() == Children::None;
+            }
             tokio::select! {
                 // Any signal, SIGCHLD included, means: look again.
                 Some(sig) = self.signals.next() => self.on_signal_after_exit(sig),
@@ -196,6 +204,9 @@ impl Supervisor {
         let mut work = std::pin::pin!(work);
         loop {
             let exit_deadline = self.exit_deadline();
+            if exit_deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                return None;
+            }
             tokio::select! {
                 result = &mut work => return Some(result),
                 Some(sig) = self.signals.next() => self.on_signal_after_exit(sig),

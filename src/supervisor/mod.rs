@@ -81,18 +81,17 @@ pub fn run(settings: Settings, command: Vec<OsString>, inherited: InheritedSigna
     };
     let reaper = Arc::new(Reaper::new(inherited, settings.warn_on_reap));
     runtime.block_on(async move {
-        // Handlers go in before the app starts, so no signal between the two is lost.
-        let signals = match Incoming::install() {
+        // Signals have been blocked since start-up: whatever arrived before is read now.
+        let signals = match Incoming::open() {
             Ok(signals) => signals,
             Err(e) => {
-                tracing::error!("cannot install signal handlers: {e}");
+                tracing::error!("cannot open a signalfd: {e}");
                 return exit_code::FAILURE;
             }
         };
         match Supervisor::start(settings, command, reaper, pid1, take_terminal, signals).await {
-            // Exit here, with every handler still installed: unregistering them one by
-            // one costs more than the whole start-up of the app, and nothing is left to
-            // do (the log was flushed by `finish`, within the drain's deadline).
+            // Exit here: nothing is left to do (the log was flushed by `finish`, within
+            // the drain's deadline), and dropping the runtime would only cost time.
             Ok(code) => std::process::exit(code),
             Err(code) => code,
         }
@@ -182,6 +181,12 @@ impl Supervisor {
     ) -> ExitStatus {
         loop {
             let deadline = self.next_deadline();
+            // Checked by hand too: while signals keep arriving the loop never parks, and
+            // tokio's timers only fire when it does.
+            if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                self.on_deadline();
+                continue;
+            }
             tokio::select! {
                 // The app's exit first: a storm of SIGCHLD from orphans must not delay it.
                 biased;
@@ -189,9 +194,11 @@ impl Supervisor {
                     // The sender lives in the reaper's table until the app is reaped.
                     return status.unwrap_or(ExitStatus::Exited(exit_code::FAILURE));
                 }
-                Some(sig) = self.signals.next() => self.on_signal(sig),
-                Some(message) = self.messages.recv() => self.on_message(message),
+                // Deadlines and hook reports before signals: a storm of signals from
+                // outside must not delay the drain's SIGKILL.
                 _ = sleep_until_some(deadline) => self.on_deadline(),
+                Some(message) = self.messages.recv() => self.on_message(message),
+                Some(sig) = self.signals.next() => self.on_signal(sig),
             }
         }
     }

@@ -1,18 +1,27 @@
 //! Signal state: what graceinit inherited (so the app can get it back), the set of
-//! signals graceinit catches, and the one handler that reports them on a pipe.
+//! signals graceinit handles, and the signalfd it reads them from.
+//!
+//! graceinit installs no signal handler. Every signal stays blocked, in every thread, from
+//! its first instruction, and is read from a signalfd, one batch per turn of the event
+//! loop (tini's design, with `sigtimedwait`): each queued instance of a real-time signal
+//! is read and forwarded once, and a storm of signals cannot starve reaping or the
+//! drain's deadlines, as a storm of asynchronous handlers running back to back in the
+//! kernel's return path does. A real fault in graceinit still kills it: the kernel forces
+//! a synchronous SIGSEGV (or BUS, ILL, FPE, TRAP, SYS) through a blocked mask.
 
 use std::io;
 use std::mem::MaybeUninit;
-use std::os::fd::{FromRawFd, OwnedFd};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use libc::c_int;
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
 
-/// Signals that mean a fault when the kernel raises them for graceinit's own code, and
-/// are ordinary messages, to be forwarded as dumb-init does, when another process sends
-/// them with kill(2). SIGPIPE is here too: the kernel raises it when graceinit writes to
-/// a closed pipe (the write then fails with EPIPE, which is handled), while one sent by
-/// another process is for the app (tini and dumb-init forward it).
+/// Signals that are faults when the kernel raises them for graceinit's own code (those
+/// kill graceinit whatever the mask), and ordinary messages, forwarded as dumb-init
+/// does, when another process sends them with kill(2). SIGPIPE is here too: one that
+/// graceinit's own write to a closed pipe raises stays pending on the writing thread
+/// (the write fails with EPIPE), while one sent by another process is for the app.
 pub const FAULT_OR_SENT: &[c_int] = &[
     libc::SIGSEGV,
     libc::SIGBUS,
@@ -24,13 +33,13 @@ pub const FAULT_OR_SENT: &[c_int] = &[
     libc::SIGPIPE,
 ];
 
-/// Signals graceinit never installs a handler for: the two uncatchable ones, and the
-/// terminal's read/write stops, which it ignores (below).
+/// Signals graceinit never forwards: the two uncatchable ones, and the terminal's
+/// read/write stops, which it ignores (below).
 const NOT_CAUGHT: &[c_int] = &[libc::SIGKILL, libc::SIGSTOP, libc::SIGTTIN, libc::SIGTTOU];
 
 /// Ignored by graceinit itself, as tini does: a background graceinit writing a log line
-/// to a `tostop` terminal would otherwise be stopped (or, with a handler, livelock).
-/// They concern whoever reads or writes the terminal, which graceinit does not forward.
+/// to a `tostop` terminal would otherwise be stopped. They concern whoever reads or
+/// writes the terminal, which graceinit does not forward.
 const IGNORED: &[c_int] = &[libc::SIGTTIN, libc::SIGTTOU];
 
 /// Every signal graceinit forwards: the standard ones and the real-time range, which
@@ -44,83 +53,70 @@ pub fn caught() -> Vec<c_int> {
         .collect()
 }
 
-/// The write end of the pipe that [`on_signal`] reports signals on.
-static SIGNAL_PIPE: AtomicI32 = AtomicI32::new(-1);
-/// graceinit's pid, to tell its own SIGPIPE and abort() from ones sent by others.
-static OWN_PID: AtomicI32 = AtomicI32::new(0);
+/// One signal read from the signalfd.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Received {
+    pub signal: c_int,
+    /// Whether a process sent it (kill, sigqueue, tgkill) rather than the kernel.
+    pub sent: bool,
+    /// The sender's pid, as seen in graceinit's PID namespace (0 from an ancestor one).
+    pub sender: u32,
+}
 
-/// Installs one handler for every signal in [`caught`] and returns the read end of the
-/// pipe it writes each signal's number to, as one byte (the self-pipe of tini's and
-/// tokio's designs). One `sigaction` per signal: registering them one by one with
-/// signal-hook, whose registry copies its whole table on each registration, was 85% of
-/// graceinit's start-up instructions.
-///
-/// For [`FAULT_OR_SENT`], only a signal another process sent is reported; a real fault
-/// in graceinit (or its own abort) resets the signal to its default action, so that it
-/// kills graceinit with the usual core dump when the faulting instruction runs again.
-pub fn catch_all() -> io::Result<OwnedFd> {
-    let mut fds = [0 as c_int; 2];
-    // SAFETY: pipe2 writes two descriptors into `fds`, an array of two c_ints.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
-        return Err(io::Error::last_os_error());
+/// The signalfd for every signal (all of them are blocked since
+/// `InheritedSignals::capture_and_block`).
+pub struct SignalFd(OwnedFd);
+
+impl SignalFd {
+    /// Opens the signalfd and registers it with the tokio runtime (call from within it).
+    pub fn open_async() -> io::Result<AsyncFd<SignalFd>> {
+        let fd = SignalFd::open()?;
+        // SAFETY: `SignalFd` owns its descriptor, never closes or replaces it while it
+        // lives, and `as_raw_fd` always returns that one descriptor.
+        unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }.map_err(io::Error::from)
     }
-    // SAFETY: pipe2 succeeded, so fds[0] is an open descriptor that nothing else owns.
-    let reader = unsafe { OwnedFd::from_raw_fd(fds[0]) };
-    OWN_PID.store(std::process::id() as i32, Ordering::Relaxed);
-    SIGNAL_PIPE.store(fds[1], Ordering::Release);
-    let handler: extern "C" fn(c_int, *mut libc::siginfo_t, *mut libc::c_void) = on_signal;
-    let mut action = sigaction_with(handler as libc::sighandler_t);
-    action.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART | libc::SA_ONSTACK;
-    for sig in caught() {
-        // SAFETY: installs a handler that makes only async-signal-safe calls (write,
-        // sigaction) on a catchable signal.
-        if unsafe { libc::sigaction(sig, &action, std::ptr::null_mut()) } != 0 {
+
+    fn open() -> io::Result<SignalFd> {
+        let mut all = MaybeUninit::<libc::sigset_t>::uninit();
+        // SAFETY: sigfillset initialises `all`; signalfd reads it and returns a new
+        // descriptor (or -1), which is then owned here.
+        let fd = unsafe {
+            libc::sigfillset(all.as_mut_ptr());
+            libc::signalfd(-1, all.as_ptr(), libc::SFD_NONBLOCK | libc::SFD_CLOEXEC)
+        };
+        if fd < 0 {
             return Err(io::Error::last_os_error());
         }
+        // SAFETY: a fresh descriptor that nothing else owns.
+        Ok(SignalFd(unsafe { OwnedFd::from_raw_fd(fd) }))
     }
-    Ok(reader)
-}
 
-extern "C" fn on_signal(sig: c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
-    if FAULT_OR_SENT.contains(&sig) {
-        // SAFETY: with SA_SIGINFO the kernel passes a valid siginfo_t. si_code <= 0
-        // (SI_USER, SI_QUEUE, SI_TKILL) means a process sent the signal, and then si_pid
-        // is set (0 for a sender in an ancestor PID namespace).
-        let sent_by = unsafe {
-            let info = &*info;
-            (info.si_code <= 0).then(|| info.si_pid())
-        };
-        match sent_by {
-            Some(pid) if pid != OWN_PID.load(Ordering::Relaxed) => {}
-            // graceinit's own write to a closed pipe: the write fails with EPIPE instead.
-            _ if sig == libc::SIGPIPE => return,
-            // A real fault, or graceinit's own abort(): let the default action happen.
-            _ => {
-                let default = sigaction_with(libc::SIG_DFL);
-                // SAFETY: sigaction is async-signal-safe; SIG_DFL is a valid disposition.
-                unsafe { libc::sigaction(sig, &default, std::ptr::null_mut()) };
-                return;
-            }
+    /// Reads up to `BATCH` pending signals into `out`; WouldBlock when none is pending.
+    pub fn read_batch(&self, out: &mut Vec<Received>) -> io::Result<()> {
+        const BATCH: usize = 64;
+        let mut infos = [MaybeUninit::<libc::signalfd_siginfo>::uninit(); BATCH];
+        let size = std::mem::size_of::<libc::signalfd_siginfo>();
+        // SAFETY: reads at most BATCH whole signalfd_siginfo records into `infos`.
+        let n = unsafe { libc::read(self.0.as_raw_fd(), infos.as_mut_ptr().cast(), BATCH * size) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
         }
+        for info in &infos[..n as usize / size] {
+            // SAFETY: the kernel wrote this record in full (reads are whole records).
+            let info = unsafe { info.assume_init_ref() };
+            out.push(Received {
+                signal: info.ssi_signo as c_int,
+                sent: info.ssi_code <= 0,
+                sender: info.ssi_pid,
+            });
+        }
+        Ok(())
     }
-    let byte = sig as u8;
-    let saved = io::Error::last_os_error().raw_os_error();
-    // SAFETY: write(2) is async-signal-safe. The pipe is non-blocking: when 64 KiB of
-    // signals wait unread, this one is lost rather than the handler blocking.
-    unsafe {
-        libc::write(
-            SIGNAL_PIPE.load(Ordering::Acquire),
-            (&raw const byte).cast(),
-            1,
-        )
-    };
-    restore_errno(saved);
 }
 
-fn restore_errno(saved: Option<c_int>) {
-    if let Some(errno) = saved {
-        // SAFETY: __errno_location returns the calling thread's errno slot.
-        unsafe { *libc::__errno_location() = errno };
+impl AsRawFd for SignalFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_raw_fd()
     }
 }
 
@@ -143,10 +139,9 @@ pub struct InheritedSignals {
 impl InheritedSignals {
     /// Must run before graceinit starts any thread (see `libc_internal_ignored`).
     ///
-    /// Records the current mask and dispositions, blocks every signal until
-    /// [`unblock_all`] (so that one pending since before graceinit started, or arriving
-    /// now, waits for its handler instead of meeting the default action), and ignores
-    /// TTIN/TTOU.
+    /// Records the current mask and dispositions, blocks every signal for good (they
+    /// are read from a [`SignalFd`]; one pending since before graceinit started waits
+    /// there too), and ignores TTIN/TTOU. Threads started later inherit the mask.
     pub fn capture_and_block() -> Self {
         let mut mask = MaybeUninit::<libc::sigset_t>::uninit();
         let mut all = MaybeUninit::<libc::sigset_t>::uninit();
@@ -157,14 +152,11 @@ impl InheritedSignals {
             libc::pthread_sigmask(libc::SIG_SETMASK, all.as_ptr(), mask.as_mut_ptr());
             mask.assume_init()
         };
-        // SIGPIPE is left out: Rust ignores it before main, so what graceinit inherited
-        // is unknown, and std resets it to the default for every child, as tini and
-        // dumb-init leave it.
-        let dispositions = caught()
-            .into_iter()
-            .filter(|&sig| sig != libc::SIGPIPE)
-            .chain(IGNORED.iter().copied())
-            .map(|sig| (sig, disposition(sig) == libc::SIG_IGN))
+        // The only dispositions graceinit changes. (SIGPIPE, which Rust ignores before
+        // main, std resets to the default for every child, as tini and dumb-init leave it.)
+        let dispositions = IGNORED
+            .iter()
+            .map(|&sig| (sig, disposition(sig) == libc::SIG_IGN))
             .collect();
         let ignore = sigaction_with(libc::SIG_IGN);
         for &sig in IGNORED {
@@ -243,49 +235,6 @@ pub(super) fn disposition(sig: c_int) -> libc::sighandler_t {
         );
     }
     old[0]
-}
-
-/// Unblocks every signal for graceinit (a blocked SIGTERM must still start the drain),
-/// once its handlers are installed; signals pending meanwhile are delivered now.
-pub fn unblock_all() {
-    let mut empty = MaybeUninit::<libc::sigset_t>::uninit();
-    // SAFETY: sigemptyset initialises `empty`, then it is installed as the mask.
-    unsafe {
-        libc::sigemptyset(empty.as_mut_ptr());
-        libc::pthread_sigmask(libc::SIG_SETMASK, empty.as_ptr(), std::ptr::null_mut());
-    }
-}
-
-/// Blocks every signal on the calling thread until dropped.
-///
-/// Held across `fork` so that no signal handler of graceinit's runs in the child between
-/// `fork` and `exec` (it would write to graceinit's own wake-up pipe).
-pub struct BlockAll {
-    previous: libc::sigset_t,
-}
-
-impl BlockAll {
-    pub fn new() -> Self {
-        let mut all = MaybeUninit::<libc::sigset_t>::uninit();
-        let mut previous = MaybeUninit::<libc::sigset_t>::uninit();
-        // SAFETY: sigfillset initialises `all`; pthread_sigmask writes the old mask into
-        // `previous`.
-        let previous = unsafe {
-            libc::sigfillset(all.as_mut_ptr());
-            libc::pthread_sigmask(libc::SIG_SETMASK, all.as_ptr(), previous.as_mut_ptr());
-            previous.assume_init()
-        };
-        BlockAll { previous }
-    }
-}
-
-impl Drop for BlockAll {
-    fn drop(&mut self) {
-        // SAFETY: restores a mask previously returned by pthread_sigmask.
-        unsafe {
-            libc::pthread_sigmask(libc::SIG_SETMASK, &self.previous, std::ptr::null_mut());
-        }
-    }
 }
 
 /// Ignores SIGHUP and SIGCONT while `f` runs. Used around TIOCNOTTY: when a session

@@ -7,7 +7,7 @@ use std::process::Command;
 use libc::c_int;
 use nix::unistd::Pid;
 
-use super::signals::{BlockAll, InheritedSignals, ignore_raw, sigaction_with};
+use super::signals::{InheritedSignals, ignore_raw, sigaction_with};
 
 /// How the new process is set up between `fork` and `exec`.
 pub struct SpawnOptions<'a> {
@@ -58,9 +58,8 @@ pub fn spawn(cmd: &mut Command, opts: SpawnOptions<'_>) -> io::Result<Pid> {
         });
     }
 
-    // Blocked across fork: a handler of graceinit's running in the child before the
-    // resets above would write to graceinit's wake-up pipe.
-    let _blocked = BlockAll::new();
+    // Every signal is blocked in graceinit (they are read from a signalfd), so none can
+    // reach the child before the mask above is restored.
     let child = cmd.spawn()?;
     // Dropping `Child` neither waits nor kills: the reaper owns the status.
     Ok(Pid::from_raw(child.id() as i32))
