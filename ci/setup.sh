@@ -9,6 +9,9 @@ sudo=""
 
 packages=(
   musl-tools      # musl-gcc: the static release build compiles ring's C with it
+  clang           # ring's C for the aarch64 build (ci/aarch64.sh; .cargo/config.toml)
+  qemu-user-static  # qemu-aarch64-static: the PID-1 tests of the aarch64 binary
+  file            # checks that the release binaries are static ELFs of their architecture
   util-linux      # unshare: PID-namespace tests
   bsdutils        # script: the TTY test
   procps          # ps, pgrep
@@ -28,5 +31,7 @@ fi
 bash ci/podman-setup.sh
 
 rustup component add rustfmt clippy >/dev/null 2>&1 || rustup component add rustfmt clippy
-rustup target add x86_64-unknown-linux-musl >/dev/null 2>&1 || rustup target add x86_64-unknown-linux-musl
+for target in x86_64-unknown-linux-musl aarch64-unknown-linux-musl; do
+  rustup target add "$target" >/dev/null 2>&1 || rustup target add "$target"
+done
 echo "setup: done"

@@ -26,8 +26,43 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-/// The binary under test.
-pub const GRACEINIT: &str = env!("CARGO_BIN_EXE_graceinit");
+/// The binary under test: this build's graceinit, or another build of it named by
+/// `GRACEINIT_TEST_BINARY` (ci/aarch64.sh: the static aarch64 binary). Like
+/// [`RUNNER`], read when the tests are compiled (cargo rebuilds them when either
+/// variable changes), so that this stays a constant.
+pub const GRACEINIT: &str = match option_env!("GRACEINIT_TEST_BINARY") {
+    Some(binary) => binary,
+    None => env!("CARGO_BIN_EXE_graceinit"),
+};
+
+/// The program that runs [`GRACEINIT`] when the host cannot (`GRACEINIT_TEST_RUNNER`,
+/// e.g. `qemu-aarch64-static`, without relying on binfmt_misc): every launch becomes
+/// `[unshare ...] RUNNER GRACEINIT ARGS...`. graceinit's children are host programs,
+/// which qemu-user execs natively.
+pub const RUNNER: Option<&str> = option_env!("GRACEINIT_TEST_RUNNER");
+
+/// Whether graceinit runs under [`RUNNER`] (an emulator): the few behaviours that
+/// qemu-user cannot give are asserted as such where a test depends on them.
+pub fn under_emulation() -> bool {
+    RUNNER.is_some()
+}
+
+/// graceinit as a shell command, for scripts that start it themselves:
+/// `exec {graceinit_shell} -- ...` (the paths have no quotes or spaces).
+pub fn graceinit_shell() -> String {
+    match RUNNER {
+        Some(runner) => format!("{runner} {GRACEINIT}"),
+        None => GRACEINIT.to_string(),
+    }
+}
+
+/// The /proc comm of a running graceinit: the first 15 bytes of the file name that
+/// was exec'd (the runner's, under emulation).
+fn graceinit_comm() -> String {
+    let program = Path::new(RUNNER.unwrap_or(GRACEINIT));
+    let name = program.file_name().unwrap_or(program.as_os_str());
+    name.to_string_lossy().chars().take(15).collect()
+}
 
 /// Environment variables graceinit reads; cleared so the test machine's own cannot leak in.
 const GRACEINIT_ENV: &[&str] = &[
@@ -180,7 +215,14 @@ impl Launch {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let mut command = Command::new(GRACEINIT);
+        let mut command = match RUNNER {
+            Some(runner) => {
+                let mut command = Command::new(runner);
+                command.arg(GRACEINIT);
+                command
+            }
+            None => Command::new(GRACEINIT),
+        };
         command.args(args);
         Launch::new(command, false)
     }
@@ -196,10 +238,11 @@ impl Launch {
     {
         require_tool("unshare", "util-linux");
         let mut command = Command::new("unshare");
-        command
-            .args(["--pid", "--fork", "--mount-proc", "--kill-child"])
-            .arg(GRACEINIT)
-            .args(args);
+        command.args(["--pid", "--fork", "--mount-proc", "--kill-child"]);
+        if let Some(runner) = RUNNER {
+            command.arg(runner);
+        }
+        command.arg(GRACEINIT).args(args);
         Launch::new(command, true)
     }
 
@@ -402,7 +445,7 @@ impl Running {
             Duration::from_secs(5),
             "unshare's child to become graceinit",
             || match children(unshare).first() {
-                Some(&pid) if comm(pid).as_deref() == Some("graceinit") => {
+                Some(&pid) if comm(pid) == Some(graceinit_comm()) => {
                     found = pid;
                     true
                 }
