@@ -12,6 +12,7 @@
 use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use libc::c_int;
 use tokio::io::Interest;
@@ -42,11 +43,55 @@ const NOT_CAUGHT: &[c_int] = &[libc::SIGKILL, libc::SIGSTOP, libc::SIGTTIN, libc
 /// writes the terminal, which graceinit does not forward.
 const IGNORED: &[c_int] = &[libc::SIGTTIN, libc::SIGTTOU];
 
+/// Whether SIGPIPE came ignored, recorded before Rust's runtime ignores it (std sets
+/// SIG_IGN before `main`, and resets it to the default in every child).
+static SIGPIPE_CAME_IGNORED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn record_sigpipe() {
+    SIGPIPE_CAME_IGNORED.store(
+        disposition(libc::SIGPIPE) == libc::SIG_IGN,
+        Ordering::Relaxed,
+    );
+}
+
+// SAFETY: a constructor run by the C runtime before `main` (and so before std's own
+// start-up); it makes one system call and stores a flag.
+#[used]
+#[unsafe(link_section = ".init_array")]
+static RECORD_SIGPIPE: extern "C" fn() = record_sigpipe;
+
+/// Every signal number, 1 to 64, the C library's own 32 and 33 included: glibc's
+/// `sigfillset` and `pthread_sigmask` leave those out, so they would stay unblocked and
+/// kill graceinit (their default action) or be discarded (inherited SIG_IGN). Blocking
+/// them is safe because graceinit never uses what the C library needs them for
+/// (pthread_cancel, setuid/setgid with threads running, POSIX timers with threads).
+pub(super) fn every_signal() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data; all-zero is a valid (empty) set.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: the kernel's sigset is the first 8 bytes of glibc's and musl's sigset_t.
+    unsafe { std::ptr::write((&mut set as *mut libc::sigset_t).cast::<u64>(), !0u64) };
+    set
+}
+
+/// rt_sigprocmask without the C library's filter (see `every_signal`); async-signal-safe.
+pub(super) fn set_mask_raw(set: &libc::sigset_t, old: *mut libc::sigset_t) {
+    // SAFETY: rt_sigprocmask reads 8 bytes from `set` and writes 8 into `old` if non-null.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK as libc::c_long,
+            set as *const libc::sigset_t,
+            old,
+            8 as libc::c_long,
+        );
+    }
+}
+
 /// Every signal graceinit forwards: the standard ones and the real-time range, which
 /// tini forwards too. SIGCHLD is among them (it wakes the reaper, and is not forwarded).
 pub fn caught() -> Vec<c_int> {
     let standard = 1..32;
-    let realtime = libc::SIGRTMIN()..=libc::SIGRTMAX();
+    let realtime = 32..=libc::SIGRTMAX();
     standard
         .chain(realtime)
         .filter(|sig| !NOT_CAUGHT.contains(sig))
@@ -77,13 +122,10 @@ impl SignalFd {
     }
 
     fn open() -> io::Result<SignalFd> {
-        let mut all = MaybeUninit::<libc::sigset_t>::uninit();
-        // SAFETY: sigfillset initialises `all`; signalfd reads it and returns a new
-        // descriptor (or -1), which is then owned here.
-        let fd = unsafe {
-            libc::sigfillset(all.as_mut_ptr());
-            libc::signalfd(-1, all.as_ptr(), libc::SFD_NONBLOCK | libc::SFD_CLOEXEC)
-        };
+        let all = every_signal();
+        // SAFETY: signalfd reads the set and returns a new descriptor (or -1), which is
+        // then owned here.
+        let fd = unsafe { libc::signalfd(-1, &all, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC) };
         if fd < 0 {
             return Err(io::Error::last_os_error());
         }
@@ -143,21 +185,25 @@ impl InheritedSignals {
     /// are read from a [`SignalFd`]; one pending since before graceinit started waits
     /// there too), and ignores TTIN/TTOU. Threads started later inherit the mask.
     pub fn capture_and_block() -> Self {
-        let mut mask = MaybeUninit::<libc::sigset_t>::uninit();
-        let mut all = MaybeUninit::<libc::sigset_t>::uninit();
-        // SAFETY: sigfillset initialises `all`; pthread_sigmask with SIG_SETMASK writes
-        // the previous mask into `mask`, which is then initialised.
-        let mask = unsafe {
-            libc::sigfillset(all.as_mut_ptr());
-            libc::pthread_sigmask(libc::SIG_SETMASK, all.as_ptr(), mask.as_mut_ptr());
-            mask.assume_init()
-        };
-        // The only dispositions graceinit changes. (SIGPIPE, which Rust ignores before
-        // main, std resets to the default for every child, as tini and dumb-init leave it.)
-        let dispositions = IGNORED
+        // SAFETY: sigset_t is plain data; all-zero is valid, and the call fills it.
+        let mut mask: libc::sigset_t = unsafe { std::mem::zeroed() };
+        set_mask_raw(&every_signal(), &mut mask);
+        // The only dispositions graceinit changes, each given back to children as it
+        // came: TTIN/TTOU (ignored below), SIGPIPE (ignored by Rust's runtime before
+        // main; std resets it to the default in children, graceinit then to what came)
+        // and SIGCHLD.
+        let mut dispositions: Vec<(c_int, bool)> = IGNORED
             .iter()
             .map(|&sig| (sig, disposition(sig) == libc::SIG_IGN))
             .collect();
+        dispositions.push((libc::SIGPIPE, SIGPIPE_CAME_IGNORED.load(Ordering::Relaxed)));
+        // An ignored SIGCHLD (or SA_NOCLDWAIT) makes the kernel reap graceinit's
+        // children itself, without a SIGCHLD: the app's status would be lost. graceinit
+        // takes the default; the app gets back what came.
+        dispositions.push((libc::SIGCHLD, disposition(libc::SIGCHLD) == libc::SIG_IGN));
+        let default = sigaction_with(libc::SIG_DFL);
+        // SAFETY: installs SIG_DFL (no flags, so no SA_NOCLDWAIT) for SIGCHLD.
+        unsafe { libc::sigaction(libc::SIGCHLD, &default, std::ptr::null_mut()) };
         let ignore = sigaction_with(libc::SIG_IGN);
         for &sig in IGNORED {
             // SAFETY: installs SIG_IGN, a valid disposition for a catchable signal.

@@ -7,7 +7,7 @@ use std::process::Command;
 use libc::c_int;
 use nix::unistd::Pid;
 
-use super::signals::{InheritedSignals, ignore_raw, sigaction_with};
+use super::signals::{InheritedSignals, ignore_raw, set_mask_raw, sigaction_with};
 
 /// How the new process is set up between `fork` and `exec`.
 pub struct SpawnOptions<'a> {
@@ -53,7 +53,7 @@ pub fn spawn(cmd: &mut Command, opts: SpawnOptions<'_>) -> io::Result<Pid> {
             }
             // Last, so a signal already pending for the child meets the dispositions
             // above, exactly as it would after exec.
-            libc::pthread_sigmask(libc::SIG_SETMASK, &mask, std::ptr::null_mut());
+            set_mask_raw(&mask, std::ptr::null_mut());
             Ok(())
         });
     }
