@@ -53,7 +53,8 @@ fn run() -> i32 {
 
 fn supervise(args: cli::SuperviseArgs) -> i32 {
     // Before the log writer's thread exists: what the app must inherit (see
-    // `InheritedSignals`); every signal is blocked from here until its handler is in.
+    // `InheritedSignals`); every signal stays blocked from here on (they are read from a
+    // signalfd), so none pending is lost.
     let inherited = sys::signals::InheritedSignals::capture_and_block();
     let overrides = args.overrides();
     let settings = match &args.config {
@@ -63,7 +64,14 @@ fn supervise(args: cli::SuperviseArgs) -> i32 {
     let settings = match settings {
         Ok(settings) => settings,
         Err(e) => {
-            let _ = commands::output::stderr_line(&format!("graceinit: {e}"));
+            if overrides.log_format == Some(config::LogFormat::Json) {
+                // A log pipeline that asked for JSON gets JSON, this error included.
+                logging::init(config::LogLevel::Warn, config::LogFormat::Json, false);
+                tracing::error!(target: "graceinit::config", "{e}");
+                logging::flush(Instant::now() + Duration::from_secs(1));
+            } else {
+                let _ = commands::output::stderr_line(&format!("graceinit: {e}"));
+            }
             return exit_code::USAGE;
         }
     };

@@ -32,7 +32,10 @@ pub fn run(args: &ProbeArgs) -> i32 {
             return exit_code::FAILURE;
         }
     };
-    match runtime.block_on(check.run(args.timeout)) {
+    let result = runtime.block_on(check.run(args.timeout));
+    // A name lookup still blocked on a pool thread must not outlive --timeout.
+    runtime.shutdown_background();
+    match result {
         Ok(answer) if args.log.verbose => {
             // Healthy, but a report that cannot be written is a failure like any other.
             match output::stderr_line(&format!("graceinit probe: {shown}: {answer}")) {

@@ -825,13 +825,14 @@ impl<E: Fn(&str) -> Result<String, VarError>> Resolver<'_, E> {
         }
         if let Some(http) = &t.http {
             let url = self.expand(&http.url)?;
-            // Shown redacted, as written and (when `${VAR}`s changed what is shown) as
-            // expanded.
-            let (written, expanded) = (redact_url(http.url.get_ref()), redact_url(&url));
-            let shown = if written == expanded {
-                format!("`{written}`")
+            // Shown as written only, redacted: once expanded, a `/`, `?` or `#` inside a
+            // secret moves where the authority or the query ends, and no redaction can
+            // tell the secret from the URL any more.
+            let written = redact_url(http.url.get_ref());
+            let shown = if http.url.get_ref().contains("${") {
+                format!("`{written}` (after expanding its ${{VAR}}s)")
             } else {
-                format!("`{written}` (expanded: `{expanded}`)")
+                format!("`{written}`")
             };
             let parsed = reqwest::Url::parse(&url)
                 .map_err(|e| self.error(http.url.span(), format!("{shown} is not a URL: {e}")))?;

@@ -38,16 +38,18 @@ pub fn redact_url(url: &str) -> String {
         None => out.push_str(authority),
     }
     let rest = &url[authority_end..];
+    // A fragment is masked whole: a `#` inside an expanded secret starts one early.
+    let (rest, fragment) = match rest.find('#') {
+        Some(hash) => (&rest[..hash], "#***"),
+        None => (rest, ""),
+    };
     let Some(question) = rest.find('?') else {
         out.push_str(rest);
+        out.push_str(fragment);
         return out;
     };
     out.push_str(&rest[..=question]);
-    let query_and_fragment = &rest[question + 1..];
-    let (query, fragment) = match query_and_fragment.find('#') {
-        Some(hash) => query_and_fragment.split_at(hash),
-        None => (query_and_fragment, ""),
-    };
+    let query = &rest[question + 1..];
     let pairs: Vec<String> = query
         .split('&')
         .map(|pair| match pair.split_once('=') {
@@ -92,8 +94,14 @@ mod tests {
     fn passwords_and_query_values_are_masked() {
         assert_eq!(
             redact_url("http://user:s3cret@host:8080/x?token=abc&b=2#top"),
-            "http://user:***@host:8080/x?token=***&b=***#top"
+            "http://user:***@host:8080/x?token=***&b=***#***"
         );
+        // A `#` inside an expanded secret starts a fragment early: masked whole.
+        assert_eq!(
+            redact_url("http://h/x?t=tok#en-tail"),
+            "http://h/x?t=***#***"
+        );
+        assert_eq!(redact_url("http://h/x#frag"), "http://h/x#***");
         assert_eq!(
             redact_url("http://user:${PASS}@host/x?token=${TOKEN}"),
             "http://user:***@host/x?token=***"

@@ -415,7 +415,7 @@ fn errors_show_urls_redacted_with_the_underline_in_place() {
     assert!(!shown.contains("secret"), "{shown}");
     assert_eq!(
         shown,
-        "g.toml:2:16: `http://u:***@h:99999/?t=***` is not a URL: invalid port number\n  |\n2 | http = { url = \"http://u:***@h:99999/?t=***\", method = \"GET\" }\n  |                ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^"
+        "g.toml:2:16: `http://u:***@h:99999/?t=***` (after expanding its ${VAR}s) is not a URL: invalid port number\n  |\n2 | http = { url = \"http://u:***@h:99999/?t=***\", method = \"GET\" }\n  |                ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^"
     );
     // A literal password in the file is redacted in the excerpt as well.
     let source = "[[hooks.pre_stop]]\nhttp = { url = \"http://u:hunter2@h/\", method = \"G T\" }\n";

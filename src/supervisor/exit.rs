@@ -132,13 +132,20 @@ impl Supervisor {
         if self.reaper.reap() == Children::None {
             return;
         }
-        let term_deadline = Instant::now() + self.settings.kill_leftovers_after;
-        tracing::info!("the app is gone: sending SIGTERM to the processes it left");
-        self.signal_leftovers(libc::SIGTERM).await;
-        if self.all_reaped_by(term_deadline).await {
-            return;
+        let past_kill_at = self
+            .exit_deadline()
+            .is_some_and(|kill_at| Instant::now() >= kill_at);
+        // Past the drain's SIGKILL time there is no time left for a SIGTERM round.
+        if !past_kill_at {
+            let term_deadline = Instant::now() + self.settings.kill_leftovers_after;
+            tracing::info!("the app is gone: sending SIGTERM to the processes it left");
+            self.signal_leftovers(libc::SIGTERM).await;
+            if self.all_reaped_by(term_deadline).await {
+                return;
+            }
+            tracing::warn!("processes left by the app outlived SIGTERM: sending SIGKILL");
         }
-        tracing::warn!("processes left by the app outlived SIGTERM: sending SIGKILL");
+        let started = Instant::now();
         // Never past the drain's SIGKILL time (but one round at least).
         let give_up = self
             .exit_deadline()
@@ -153,7 +160,8 @@ impl Supervisor {
             }
             if Instant::now() >= give_up {
                 tracing::warn!(
-                    "processes survived SIGKILL for {AFTER_SIGKILL:?} (uninterruptible sleep?); exiting anyway"
+                    "processes survived SIGKILL for {:?} (uninterruptible sleep?); exiting anyway",
+                    started.elapsed()
                 );
                 return;
             }
@@ -175,6 +183,8 @@ impl Supervisor {
                 let _ = sys::process::signal_process(pid, sig);
             }
         });
+        // Awaited, so that one scan runs at a time (on a crowded host one takes a good
+        // part of a second, and rounds must not pile up on the blocking pool).
         let _ = scan.await;
     }
 
