@@ -1,8 +1,9 @@
 //! graceinit: a PID 1 for containers on Kubernetes.
 //!
-//! Where things happen: a signal enters in `supervisor` (signal-hook wakes its loop),
-//! `reaper` is the only `waitpid`, `hooks` runs hook actions, `supervisor::drain` fixes
-//! the drain's deadlines, and `sys` is the only module with `unsafe`.
+//! Where things happen: a signal enters through `signals::Incoming` (a signalfd read by
+//! the `supervisor`'s loop), `reaper` is the only `waitpid`, `hooks` runs hook actions,
+//! `supervisor::drain` fixes the drain's deadlines, `logging` writes stderr from a thread
+//! of its own, and `sys` is the only module with `unsafe`.
 
 mod cli;
 mod commands;

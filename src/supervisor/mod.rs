@@ -41,8 +41,8 @@ use hook_phases::Message;
 
 /// Runs `command` as the app under `settings` and returns graceinit's exit code.
 ///
-/// `inherited` was captured first thing, before any thread or handler existed; signals
-/// stay blocked until the handlers are in (`Incoming::install`), so none is lost.
+/// `inherited` was captured first thing, before any thread existed; signals have been
+/// blocked since then and are read from a signalfd (`Incoming`), so none is lost.
 pub fn run(settings: Settings, command: Vec<OsString>, inherited: InheritedSignals) -> i32 {
     let pid1 = sys::process::is_pid1();
     if !pid1 {

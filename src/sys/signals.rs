@@ -298,7 +298,7 @@ pub fn with_hangup_ignored<T>(f: impl FnOnce() -> T) -> T {
     }
     let result = f();
     // SAFETY: installing SIG_IGN again discards the SIGHUP and SIGCONT that `f` caused
-    // and that wait, pending, while graceinit blocks every signal at start-up.
+    // and that wait, pending, since graceinit blocks every signal.
     unsafe {
         libc::sigaction(libc::SIGHUP, &ignore, std::ptr::null_mut());
         libc::sigaction(libc::SIGCONT, &ignore, std::ptr::null_mut());
