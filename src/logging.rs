@@ -109,11 +109,9 @@ pub const CUT_MARKER: &[u8] = b" [cut]";
 /// Writes one line a hook printed (without its newline); `cut` when the line goes on in
 /// the next piece.
 pub fn hook_line(source: &HookSource, text: &[u8], cut: bool) {
-    let Some(queue) = QUEUE.get() else {
-        // Not supervising (a subcommand): nothing else writes, so write in place.
-        let _ = io::stderr().write_all(&text_hook_line(source, text, cut));
-        return;
-    };
+    // Hooks run only once `init` has made the queue; were one to run before, it would
+    // still go through a queue (in text), never a write of its own.
+    let queue = QUEUE.get_or_init(|| Queue::new(LogFormat::Text));
     match queue.format {
         LogFormat::Text => queue.push(text_hook_line(source, text, cut)),
         LogFormat::Json => tracing::info!(

@@ -68,13 +68,8 @@ fn sigdie() -> String {
     path_str(&helper("sigdie"))
 }
 
-/// `sigrecall LOG LABEL EXIT_SIG` (tests/helpers/sigrecall.c): records every standard
-/// signal it gets, fault signals and SIGPIPE included.
-fn sigrecall() -> String {
-    path_str(&helper("sigrecall"))
-}
-
-/// `sigrec LOG LABEL EXIT_SIG` (tests/helpers/sigrec.c).
+/// `sigrec LOG LABEL EXIT_SIG` (tests/helpers/sigrec.c): records every standard signal
+/// it gets, fault signals and SIGPIPE included.
 fn sigrec() -> String {
     path_str(&helper("sigrec"))
 }
@@ -106,7 +101,7 @@ impl Drop for KillOnDrop {
         for &pid in &self.0 {
             if matches!(
                 comm(pid).as_deref(),
-                Some("sleep" | "sh" | "sigdie" | "sigrec" | "sigrecall")
+                Some("sleep" | "sh" | "sigdie" | "sigrec")
             ) {
                 send_signal(pid, libc::SIGKILL);
             }
@@ -887,8 +882,8 @@ fn assert_graceinit_alive(running: &mut Running, after: &str) {
 fn sigpipe_is_forwarded(mode: Mode) {
     let dir = TempDir::new("sigpipe");
     let log = dir.file("signals.log");
-    let mut running = launch(mode, &["--", &sigrecall(), &log, "app", "TERM"]).start();
-    let app = running.wait_for_app("sigrecall");
+    let mut running = launch(mode, &["--", &sigrec(), &log, "app", "TERM"]).start();
+    let app = running.wait_for_app("sigrec");
     let _cleanup = KillOnDrop(vec![app]);
     wait_for_line(&log, "app ready");
     running.signal(libc::SIGPIPE);
@@ -927,10 +922,10 @@ fn fault_signals_are_forwarded(mode: Mode) {
     let dir = TempDir::new("faults");
     let log = dir.file("signals.log");
     // cwd: where a core dump would land, if the machine writes one.
-    let mut running = launch(mode, &["--", &sigrecall(), &log, "app", "TERM"])
+    let mut running = launch(mode, &["--", &sigrec(), &log, "app", "TERM"])
         .cwd(dir.path())
         .start();
-    let app = running.wait_for_app("sigrecall");
+    let app = running.wait_for_app("sigrec");
     let _cleanup = KillOnDrop(vec![app]);
     wait_for_line(&log, "app ready");
     for &(name, sig) in FAULT_SIGNALS {
@@ -963,11 +958,11 @@ fn segv_rewritten_to_usr1(mode: Mode) {
     let log = dir.file("signals.log");
     let mut running = launch(
         mode,
-        &["-r", "SEGV:USR1", "--", &sigrecall(), &log, "app", "TERM"],
+        &["-r", "SEGV:USR1", "--", &sigrec(), &log, "app", "TERM"],
     )
     .cwd(dir.path())
     .start();
-    let app = running.wait_for_app("sigrecall");
+    let app = running.wait_for_app("sigrec");
     let _cleanup = KillOnDrop(vec![app]);
     wait_for_line(&log, "app ready");
     running.signal(libc::SIGSEGV);

@@ -103,19 +103,13 @@ impl Supervisor {
             return;
         };
         if shutdown.cause == Cause::FailedPostStart && self.late_kill_at.is_none() {
-            // The app is already being stopped, but a drain trigger fixes kill_at at
-            // every phase: the kubelet's SIGKILL comes at the grace period's end.
-            let kill_at = Instant::now() + self.settings.grace_period;
-            shutdown.deadlines.kill_at = shutdown.deadlines.kill_at.min(kill_at);
-            self.late_kill_at = Some(kill_at);
-            self.events.record(
-                Reason::DrainStarted,
-                format!(
-                    "{} received while the app stops after a failed post_start hook: exiting within {:?}",
-                    signal_name(sig),
-                    self.settings.grace_period
-                ),
-            );
+            // The app is already being stopped; the SIGKILL comes no later than the
+            // drain's would.
+            let kill_at =
+                self.fix_late_kill_at(sig, "while the app stops after a failed post_start hook");
+            if let Some(shutdown) = &mut self.shutdown {
+                shutdown.deadlines.kill_at = shutdown.deadlines.kill_at.min(kill_at);
+            }
             return;
         }
         if sig != libc::SIGTERM {
@@ -205,6 +199,24 @@ impl Supervisor {
             signal_name(stop_signal)
         );
         self.forward(stop_signal);
+    }
+
+    /// A drain trigger at a phase where the app is already stopping or gone (a failed
+    /// post_start, the app's own exit): no hook runs and no stop signal goes out, but
+    /// kill_at is fixed all the same, since the kubelet's SIGKILL comes at the grace
+    /// period's end, and graceinit exits by then.
+    pub(super) fn fix_late_kill_at(&mut self, sig: c_int, when: &str) -> Instant {
+        let kill_at = Instant::now() + self.settings.grace_period;
+        self.late_kill_at = Some(kill_at);
+        self.events.record(
+            Reason::DrainStarted,
+            format!(
+                "{} received {when}: exiting within {:?} (the grace period)",
+                signal_name(sig),
+                self.settings.grace_period
+            ),
+        );
+        kill_at
     }
 
     /// Stops on_ready hooks still running (a registration racing the stop) or still

@@ -93,8 +93,13 @@ impl Supervisor {
                 kill_at.min(Instant::now() + OUTPUT_AT_EXIT)
             });
         let runner = self.runner.clone();
-        self.while_reaping(runner.finish_output(output_by)).await;
-        logging::flush(output_by.into_std());
+        self.while_reaping(async move {
+            runner.finish_output(output_by).await;
+            // The wait for the log writer blocks: on a thread of its own, not the loop.
+            let flushed = tokio::task::spawn_blocking(move || logging::flush(output_by.into_std()));
+            let _ = flushed.await;
+        })
+        .await;
 
         match self.shutdown.as_ref().map(|s| s.cause) {
             Some(Cause::FailedPostStart) => exit_code::FAILURE,
@@ -229,16 +234,7 @@ impl Supervisor {
         if sig == libc::SIGCHLD {
             self.reaper.reap();
         } else if self.settings.drain_signals.contains(&sig) && self.exit_deadline().is_none() {
-            let kill_at = Instant::now() + self.settings.grace_period;
-            self.late_kill_at = Some(kill_at);
-            self.events.record(
-                Reason::DrainStarted,
-                format!(
-                    "{} received after the app exited: exiting within {:?} (the grace period)",
-                    signal_name(sig),
-                    self.settings.grace_period
-                ),
-            );
+            self.fix_late_kill_at(sig, "after the app exited");
         } else {
             tracing::info!(
                 "{} after the app exited: nothing to forward it to",

@@ -35,13 +35,10 @@ pub const FAULT_OR_SENT: &[c_int] = &[
 ];
 
 /// Signals graceinit never forwards: the two uncatchable ones, and the terminal's
-/// read/write stops, which it ignores (below).
+/// read/write stops, which concern whoever reads or writes the terminal. (Blocked, as
+/// every signal is, they never stop graceinit either: the kernel lets a background
+/// process whose SIGTTOU is blocked write to a `tostop` terminal.)
 const NOT_CAUGHT: &[c_int] = &[libc::SIGKILL, libc::SIGSTOP, libc::SIGTTIN, libc::SIGTTOU];
-
-/// Ignored by graceinit itself, as tini does: a background graceinit writing a log line
-/// to a `tostop` terminal would otherwise be stopped. They concern whoever reads or
-/// writes the terminal, which graceinit does not forward.
-const IGNORED: &[c_int] = &[libc::SIGTTIN, libc::SIGTTOU];
 
 /// Whether SIGPIPE came ignored, recorded before Rust's runtime ignores it (std sets
 /// SIG_IGN before `main`, and resets it to the default in every child).
@@ -170,33 +167,26 @@ impl AsRawFd for SignalFd {
 #[derive(Clone)]
 pub struct InheritedSignals {
     mask: libc::sigset_t,
-    /// Every signal whose disposition graceinit changes, and whether it came ignored.
+    /// Every signal whose disposition may differ from what came, and whether it came
+    /// ignored: SIGPIPE, SIGCHLD, and the C library's own signals (32 to SIGRTMIN) that
+    /// came ignored, since glibc installs a handler for one of them when graceinit
+    /// starts a thread (its `sigaction` refuses them: all go through the raw syscall).
     dispositions: Vec<(c_int, bool)>,
-    /// The C library's own signals (between 32 and SIGRTMIN) that came ignored: glibc
-    /// installs a handler for one of them when graceinit starts a thread, and its
-    /// `sigaction` refuses to touch them, so they are restored with the raw syscall.
-    libc_internal_ignored: Vec<c_int>,
 }
 
 impl InheritedSignals {
-    /// Must run before graceinit starts any thread (see `libc_internal_ignored`).
+    /// Must run before graceinit starts any thread (see `dispositions`).
     ///
-    /// Records the current mask and dispositions, blocks every signal for good (they
+    /// Records the current mask and dispositions and blocks every signal for good (they
     /// are read from a [`SignalFd`]; one pending since before graceinit started waits
-    /// there too), and ignores TTIN/TTOU. Threads started later inherit the mask.
+    /// there too). Threads started later inherit the mask.
     pub fn capture_and_block() -> Self {
         // SAFETY: sigset_t is plain data; all-zero is valid, and the call fills it.
         let mut mask: libc::sigset_t = unsafe { std::mem::zeroed() };
         set_mask_raw(&every_signal(), &mut mask);
-        // The only dispositions graceinit changes, each given back to children as it
-        // came: TTIN/TTOU (ignored below), SIGPIPE (ignored by Rust's runtime before
-        // main; std resets it to the default in children, graceinit then to what came)
-        // and SIGCHLD.
-        let mut dispositions: Vec<(c_int, bool)> = IGNORED
-            .iter()
-            .map(|&sig| (sig, disposition(sig) == libc::SIG_IGN))
-            .collect();
-        dispositions.push((libc::SIGPIPE, SIGPIPE_CAME_IGNORED.load(Ordering::Relaxed)));
+        // SIGPIPE: ignored by Rust's runtime before main, reset to the default by std in
+        // children, and then by graceinit to what came.
+        let mut dispositions = vec![(libc::SIGPIPE, SIGPIPE_CAME_IGNORED.load(Ordering::Relaxed))];
         // An ignored SIGCHLD (or SA_NOCLDWAIT) makes the kernel reap graceinit's
         // children itself, without a SIGCHLD: the app's status would be lost. graceinit
         // takes the default; the app gets back what came.
@@ -204,53 +194,38 @@ impl InheritedSignals {
         let default = sigaction_with(libc::SIG_DFL);
         // SAFETY: installs SIG_DFL (no flags, so no SA_NOCLDWAIT) for SIGCHLD.
         unsafe { libc::sigaction(libc::SIGCHLD, &default, std::ptr::null_mut()) };
-        let ignore = sigaction_with(libc::SIG_IGN);
-        for &sig in IGNORED {
-            // SAFETY: installs SIG_IGN, a valid disposition for a catchable signal.
-            unsafe { libc::sigaction(sig, &ignore, std::ptr::null_mut()) };
-        }
-        let libc_internal_ignored = (32..libc::SIGRTMIN())
-            .filter(|&sig| disposition(sig) == libc::SIG_IGN)
-            .collect();
-        InheritedSignals {
-            mask,
-            dispositions,
-            libc_internal_ignored,
-        }
-    }
-
-    pub fn libc_internal_ignored(&self) -> &[c_int] {
-        &self.libc_internal_ignored
+        dispositions.extend(
+            (32..libc::SIGRTMIN())
+                .filter(|&sig| disposition(sig) == libc::SIG_IGN)
+                .map(|sig| (sig, true)),
+        );
+        InheritedSignals { mask, dispositions }
     }
 
     pub fn mask(&self) -> &libc::sigset_t {
         &self.mask
     }
 
-    /// Each signal graceinit changed, with the disposition to give back to a child.
-    pub fn dispositions(&self) -> impl Iterator<Item = (c_int, libc::sighandler_t)> + '_ {
-        self.dispositions.iter().map(|&(sig, ignored)| {
-            (
-                sig,
-                if ignored {
-                    libc::SIG_IGN
-                } else {
-                    libc::SIG_DFL
-                },
-            )
-        })
+    /// Each signal to give back to a child, and whether it came ignored.
+    pub fn dispositions(&self) -> &[(c_int, bool)] {
+        &self.dispositions
     }
 }
 
-/// Gives the calling process SIG_IGN for each of `signals`, by the raw system call:
-/// async-signal-safe, and allowed for the C library's internal signals. Used between
-/// fork and exec.
-pub(super) fn ignore_raw(signals: &[c_int]) {
-    // The kernel's struct sigaction starts with the handler; flags, restorer and mask
-    // stay zero, so its layout beyond that does not matter (x86_64 and aarch64 alike).
-    let mut action = [0usize; 4];
-    action[0] = libc::SIG_IGN;
-    for &sig in signals {
+/// Sets each signal's disposition to SIG_IGN (true) or SIG_DFL (false), by the raw
+/// system call: async-signal-safe, and allowed for the C library's internal signals.
+/// Used between fork and exec.
+pub(super) fn set_dispositions_raw(dispositions: &[(c_int, bool)]) {
+    for &(sig, ignored) in dispositions {
+        // The kernel's struct sigaction starts with the handler; flags, restorer and
+        // mask stay zero, so its layout beyond that does not matter (x86_64 and aarch64
+        // alike).
+        let mut action = [0usize; 4];
+        action[0] = if ignored {
+            libc::SIG_IGN
+        } else {
+            libc::SIG_DFL
+        };
         // SAFETY: rt_sigaction reads a kernel sigaction from `action` (32 zeroed bytes
         // but the handler) and the 8-byte sigset size; no old action is written.
         unsafe {

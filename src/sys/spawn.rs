@@ -4,10 +4,9 @@ use std::io;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
-use libc::c_int;
 use nix::unistd::Pid;
 
-use super::signals::{InheritedSignals, ignore_raw, set_mask_raw, sigaction_with};
+use super::signals::{InheritedSignals, set_dispositions_raw, set_mask_raw};
 
 /// How the new process is set up between `fork` and `exec`.
 pub struct SpawnOptions<'a> {
@@ -24,24 +23,16 @@ pub struct SpawnOptions<'a> {
 /// Errors are those of `exec` (std reports them through a close-on-exec pipe), so
 /// ENOENT and EACCES reach the caller as the app's own failure.
 pub fn spawn(cmd: &mut Command, opts: SpawnOptions<'_>) -> io::Result<Pid> {
-    let resets: Vec<(c_int, libc::sigaction)> = opts
-        .inherited
-        .dispositions()
-        .map(|(sig, handler)| (sig, sigaction_with(handler)))
-        .collect();
+    let dispositions = opts.inherited.dispositions().to_vec();
     let mask = *opts.inherited.mask();
-    let internal_ignored = opts.inherited.libc_internal_ignored().to_vec();
     let take_terminal = opts.take_terminal;
 
     // SAFETY: the closure runs in the child between fork and exec and makes only
-    // async-signal-safe calls (sigaction, rt_sigaction, setsid, ioctl, pthread_sigmask) on data
-    // prepared before the fork; it allocates nothing and takes no lock.
+    // async-signal-safe calls (rt_sigaction, setsid, ioctl, rt_sigprocmask) on data prepared
+    // before the fork; it allocates nothing and takes no lock.
     unsafe {
         cmd.pre_exec(move || {
-            for (sig, action) in &resets {
-                libc::sigaction(*sig, action, std::ptr::null_mut());
-            }
-            ignore_raw(&internal_ignored);
+            set_dispositions_raw(&dispositions);
             if libc::setsid() < 0 {
                 return Err(io::Error::last_os_error());
             }

@@ -1,7 +1,9 @@
 /* sigrec LOG LABEL EXIT_SIG
  *
- * Records every signal it receives, one line "LABEL NAME" appended to LOG (O_APPEND, one
- * write(2) per line, so several recorders can share a LOG). Writes "LABEL ready" once its
+ * Records every signal it receives (every catchable standard one but SIGCHLD and SIGALRM,
+ * fault signals and SIGPIPE included, and SIGRTMIN+2), one line "LABEL NAME" appended to
+ * LOG (O_APPEND, one write(2) per line, so several recorders can share a LOG). A fault
+ * signal sent with kill(2) is only a message: the handler records it and returns. Writes "LABEL ready" once its
  * handlers are installed. Exits 0 right after recording EXIT_SIG (a name such as TERM, or
  * "none"). Handlers block each other, so signals are recorded in delivery order.
  * SIGRTMIN+2 is recorded as "RTMIN+2" (real-time numbers are not constants in C).
@@ -15,9 +17,13 @@
 #include <unistd.h>
 
 static const struct { const char *name; int sig; } SIGNALS[] = {
-    {"HUP", SIGHUP},   {"INT", SIGINT},   {"QUIT", SIGQUIT}, {"USR1", SIGUSR1},
-    {"USR2", SIGUSR2}, {"TERM", SIGTERM}, {"WINCH", SIGWINCH}, {"CONT", SIGCONT},
-    {"TTIN", SIGTTIN}, {"TTOU", SIGTTOU},
+    {"HUP", SIGHUP},   {"INT", SIGINT},   {"QUIT", SIGQUIT},   {"ILL", SIGILL},
+    {"TRAP", SIGTRAP}, {"ABRT", SIGABRT}, {"BUS", SIGBUS},     {"FPE", SIGFPE},
+    {"USR1", SIGUSR1}, {"SEGV", SIGSEGV}, {"USR2", SIGUSR2},   {"PIPE", SIGPIPE},
+    {"TERM", SIGTERM}, {"URG", SIGURG},   {"XCPU", SIGXCPU},   {"XFSZ", SIGXFSZ},
+    {"VTALRM", SIGVTALRM}, {"PROF", SIGPROF}, {"WINCH", SIGWINCH}, {"IO", SIGIO},
+    {"PWR", SIGPWR},   {"SYS", SIGSYS},   {"CONT", SIGCONT},   {"TTIN", SIGTTIN},
+    {"TTOU", SIGTTOU},
 };
 #define NSIGNALS (sizeof SIGNALS / sizeof SIGNALS[0])
 
