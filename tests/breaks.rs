@@ -50,22 +50,28 @@ fn sigterm_after_failed_post_start(pid1: bool) {
     let _serial = serial();
     let dir = TempDir::new("failed-post-start-term");
     let stopping = dir.file("stopping");
+    let trapped = dir.file("trapped");
+    // The hook fails only once the app's trap is in: post_start runs beside the app, and
+    // a stop signal before the trap would kill the app at once.
     let config = dir.write(
         "graceinit.toml",
-        r#"[app]
+        &format!(
+            r#"[app]
 grace_period = "2s"
 stop_timeout = "2s"
 
 [[hooks.post_start]]
-exec = ["sh", "-c", "exit 1"]
+exec = ["sh", "-c", "while [ ! -e {trapped} ]; do sleep 0.01; done; exit 1"]
 
 [[hooks.post_stop]]
 exec = ["sleep", "30"]
-"#,
+"#
+        ),
     );
     // The app takes 1 s to stop once told (its stop signal follows the failed hook).
-    let app =
-        format!("trap 'echo x > {stopping}; sleep 1; exit 0' TERM; while :; do sleep 0.05; done");
+    let app = format!(
+        "trap 'echo x > {stopping}; sleep 1; exit 0' TERM; : > {trapped}; while :; do sleep 0.05; done"
+    );
     let args = ["--config", &config, "--", "sh", "-c", &app];
     let running = if pid1 {
         Launch::pid1(args).start()
