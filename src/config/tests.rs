@@ -1,7 +1,12 @@
 //! Unit tests of parsing, validation and error positions.
 
+use std::env::VarError;
 use std::path::Path;
+use std::time::Duration;
 
+use crate::signals::SignalTarget;
+
+use super::resolve::{DEFAULT_GRACE_PERIOD, DEFAULT_STOP_TIMEOUT};
 use super::*;
 
 fn env(name: &str) -> Result<String, VarError> {
