@@ -11,6 +11,7 @@ mod model;
 mod redact;
 mod resolve;
 mod template;
+pub mod validate;
 
 use std::path::Path;
 

@@ -18,7 +18,7 @@ use super::file::{
 use super::model::{Action, Hook, HookPhase, Hooks, Http, HttpRequest, Probe, Probes, Settings};
 use super::redact::redact_url;
 use super::template;
-use crate::signals::signal_name;
+use super::validate::{self, Invalid};
 use crate::signals::{Rewrite, SignalTarget};
 
 pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -70,10 +70,10 @@ pub(super) fn resolve(
 
 /// A duration setting and where it came from, so that an error about two settings can
 /// point at the one in the file and say which is a default.
-struct Origin {
-    value: Duration,
+pub(super) struct Origin {
+    pub value: Duration,
     /// Where the file sets it, if the file is what set it.
-    span: Option<Range<usize>>,
+    pub span: Option<Range<usize>>,
     is_default: bool,
 }
 
@@ -200,6 +200,11 @@ impl<E: Fn(&str) -> Result<String, VarError>> Resolver<'_, E> {
         }
     }
 
+    /// A broken rule, located where the rule points.
+    fn invalid(&self, invalid: Invalid) -> ConfigError {
+        self.error_at(invalid.at, invalid.message)
+    }
+
     fn expand(&mut self, text: &Text) -> Result<String, ConfigError> {
         let (value, unset) =
             template::expand(text.get_ref(), self.env).map_err(|e| self.error(text.span(), e))?;
@@ -218,63 +223,30 @@ impl<E: Fn(&str) -> Result<String, VarError>> Resolver<'_, E> {
         Ok(value)
     }
 
-    /// An argv, expanded; a NUL byte cannot be passed to a program (execve takes
-    /// C strings), so it is an error now rather than a failure at run time.
+    /// An argv, expanded and checked.
     fn argv(&mut self, texts: &[Text]) -> Result<Vec<String>, ConfigError> {
         texts
             .iter()
             .enumerate()
             .map(|(i, text)| {
                 let arg = self.expand(text)?;
-                if arg.contains('\0') {
-                    return Err(self.error(
-                        text.span(),
-                        format!(
-                            "argument {i} contains a NUL byte, which a program's argv cannot hold"
-                        ),
-                    ));
-                }
+                validate::argument(i, &arg).map_err(|e| self.error(text.span(), e))?;
                 Ok(arg)
             })
             .collect()
     }
 
-    /// An exec action's `env`, expanded; what the kernel cannot carry in an
-    /// environment (`=` or NUL in a name, NUL in a value) is an error now. Values are
-    /// never quoted in a message: they may be secrets.
+    /// An exec action's `env`, expanded and checked.
     fn env(
         &mut self,
         env: &BTreeMap<Spanned<String>, Text>,
     ) -> Result<BTreeMap<String, String>, ConfigError> {
         let mut out = BTreeMap::new();
         for (name, value) in env {
-            let shown = format!("{:?}", name.get_ref());
-            let problem = if name.get_ref().is_empty() {
-                Some("an environment variable needs a name".to_string())
-            } else if name.get_ref().contains('=') {
-                Some(format!(
-                    "{shown} contains `=`, which would end the variable's name"
-                ))
-            } else if name.get_ref().contains('\0') {
-                Some(format!(
-                    "{shown} contains a NUL byte, which an environment cannot hold"
-                ))
-            } else {
-                None
-            };
-            if let Some(problem) = problem {
-                return Err(self.error(name.span(), format!("`env`: {problem}")));
-            }
+            validate::env_name(name.get_ref()).map_err(|e| self.error(name.span(), e))?;
             let expanded = self.expand(value)?;
-            if expanded.contains('\0') {
-                return Err(self.error(
-                    value.span(),
-                    format!(
-                        "`env`: the value of {} contains a NUL byte, which an environment cannot hold",
-                        name.get_ref()
-                    ),
-                ));
-            }
+            validate::env_value(name.get_ref(), &expanded)
+                .map_err(|e| self.error(value.span(), e))?;
             out.insert(name.get_ref().clone(), expanded);
         }
         Ok(out)
@@ -303,17 +275,7 @@ impl<E: Fn(&str) -> Result<String, VarError>> Resolver<'_, E> {
             &app.grace_period,
             DEFAULT_GRACE_PERIOD,
         );
-        if stop_timeout.value > grace_period.value {
-            // Point at a value in the file if either came from it (stop_timeout first);
-            // only when neither did is the command line (or environment) to blame.
-            let in_file = stop_timeout.span.clone().or(grace_period.span.clone());
-            return Err(self.error_at(
-                in_file,
-                format!(
-                    "stop_timeout ({stop_timeout}) is longer than grace_period ({grace_period}): the app could never get its stop_timeout before SIGKILL",
-                ),
-            ));
-        }
+        validate::stop_timeout_fits(&stop_timeout, &grace_period).map_err(|e| self.invalid(e))?;
         let (stop_timeout, grace_period) = (stop_timeout.value, grace_period.value);
 
         // The app always has a session of its own, so in either signal target mode a
@@ -415,26 +377,7 @@ impl<E: Fn(&str) -> Result<String, VarError>> Resolver<'_, E> {
         let Some(drain) = drain else {
             return Ok(vec![libc::SIGTERM]);
         };
-        let caught = crate::sys::signals::caught();
-        if let Some(bad) = drain.get_ref().iter().find(|s| {
-            !caught.contains(&s.0)
-                || s.0 == libc::SIGCHLD
-                || crate::sys::signals::FAULT_OR_SENT.contains(&s.0)
-        }) {
-            return Err(self.error(
-                drain.span(),
-                format!(
-                    "{} cannot start the drain: graceinit does not catch it",
-                    signal_name(bad.0)
-                ),
-            ));
-        }
-        if drain.get_ref().is_empty() {
-            return Err(self.error(
-                drain.span(),
-                "`drain` needs at least one signal (the default is [\"SIGTERM\"])",
-            ));
-        }
+        validate::drain_signals(drain).map_err(|e| self.invalid(e))?;
         Ok(drain.get_ref().iter().map(|s| s.0).collect())
     }
 
@@ -451,26 +394,7 @@ impl<E: Fn(&str) -> Result<String, VarError>> Resolver<'_, E> {
                 let t = table.get_ref();
                 // A sleep hook's time is its duration unless a timeout says otherwise.
                 let default_timeout = t.sleep.map_or(DEFAULT_HOOK_TIMEOUT, |d| d.0);
-                let probe_only = [
-                    ("initial_delay", t.initial_delay.as_ref().map(Spanned::span)),
-                    ("period", t.period.as_ref().map(Spanned::span)),
-                    (
-                        "success_threshold",
-                        t.success_threshold.as_ref().map(Spanned::span),
-                    ),
-                    (
-                        "failure_threshold",
-                        t.failure_threshold.as_ref().map(Spanned::span),
-                    ),
-                ];
-                if let Some((key, Some(at))) = probe_only.into_iter().find(|(_, s)| s.is_some()) {
-                    return Err(self.error(
-                        at,
-                        format!(
-                            "`{key}` is a probe setting; hooks take `timeout` and `on_failure`"
-                        ),
-                    ));
-                }
+                validate::hook_keys(t).map_err(|e| self.invalid(e))?;
                 Ok(Hook {
                     phase,
                     index: i + 1,
@@ -494,17 +418,11 @@ impl<E: Fn(&str) -> Result<String, VarError>> Resolver<'_, E> {
     ) -> Result<Option<Probe>, ConfigError> {
         let Some(table) = table else { return Ok(None) };
         let t = table.get_ref();
-        if let Some(on_failure) = &t.on_failure {
-            return Err(self.error(
-                on_failure.span(),
-                "`on_failure` is a hook setting; probes take `failure_threshold`",
-            ));
-        }
+        validate::probe_keys(t).map_err(|e| self.invalid(e))?;
         let threshold = |value: &Option<Spanned<u32>>, default: u32, this: &Self| match value {
-            Some(v) if *v.get_ref() == 0 => {
-                Err(this.error(v.span(), "a threshold must be at least 1"))
-            }
-            Some(v) => Ok(*v.get_ref()),
+            Some(v) => validate::threshold(*v.get_ref())
+                .map(|()| *v.get_ref())
+                .map_err(|e| this.error(v.span(), e)),
             None => Ok(default),
         };
         Ok(Some(Probe {
@@ -525,18 +443,15 @@ impl<E: Fn(&str) -> Result<String, VarError>> Resolver<'_, E> {
         }))
     }
 
-    /// A duration that must not be zero (a hook cut before it starts, a probe that
-    /// never pauses).
     fn nonzero(
         &self,
         value: &Option<Spanned<DurationValue>>,
         key: &str,
     ) -> Result<Option<Duration>, ConfigError> {
         match value {
-            Some(d) if d.get_ref().0.is_zero() => {
-                Err(self.error(d.span(), format!("`{key}` must be longer than 0s")))
-            }
-            Some(d) => Ok(Some(d.get_ref().0)),
+            Some(d) => validate::nonzero(key, d.get_ref().0)
+                .map(|()| Some(d.get_ref().0))
+                .map_err(|e| self.error(d.span(), e)),
             None => Ok(None),
         }
     }
@@ -547,43 +462,15 @@ impl<E: Fn(&str) -> Result<String, VarError>> Resolver<'_, E> {
         t: &ActionTable,
         is_hook: bool,
     ) -> Result<Action, ConfigError> {
-        let given: Vec<&str> = [
-            t.exec.as_ref().map(|_| "exec"),
-            t.http.as_ref().map(|_| "http"),
-            t.tcp.as_ref().map(|_| "tcp"),
-            t.sleep.as_ref().map(|_| "sleep"),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        match given.as_slice() {
-            [_] => {}
-            [] => {
-                return Err(self.error(
-                    span,
-                    "expected one action: `exec`, `http`, `tcp` or `sleep`",
-                ));
-            }
-            many => {
-                return Err(self.error(
-                    span,
-                    format!("one action per entry, found {}", many.join(" and ")),
-                ));
-            }
-        }
-        if t.exec.is_none() && (!t.env.is_empty() || t.workdir.is_some()) {
-            return Err(self.error(span, "`env` and `workdir` apply only to `exec` actions"));
-        }
+        validate::one_action(t).map_err(|e| self.error(span.clone(), e))?;
         if let Some(argv) = &t.exec {
             if argv.is_empty() {
                 return Err(self.error(span, "`exec` needs at least the program to run"));
             }
             let argv = self.argv(argv)?;
             let env = self.env(&t.env)?;
-            if let Some(workdir) = &t.workdir
-                && workdir.get_ref().contains('\0')
-            {
-                return Err(self.error(workdir.span(), "`workdir` contains a NUL byte"));
+            if let Some(workdir) = &t.workdir {
+                validate::workdir(workdir.get_ref()).map_err(|e| self.error(workdir.span(), e))?;
             }
             return Ok(Action::Exec {
                 argv,
@@ -593,42 +480,28 @@ impl<E: Fn(&str) -> Result<String, VarError>> Resolver<'_, E> {
         }
         if let Some(http) = &t.http {
             let url = self.expand(&http.url)?;
-            // Shown as written only, redacted: once expanded, a `/`, `?` or `#` inside a
-            // secret moves where the authority or the query ends, and no redaction can
-            // tell the secret from the URL any more.
-            let written = redact_url(http.url.get_ref());
-            let shown = if http.url.get_ref().contains("${") {
-                format!("`{written}` (after expanding its ${{VAR}}s)")
-            } else {
-                format!("`{written}`")
-            };
-            let parsed = reqwest::Url::parse(&url)
-                .map_err(|e| self.error(http.url.span(), format!("{shown} is not a URL: {e}")))?;
-            if !matches!(parsed.scheme(), "http" | "https") {
-                return Err(self.error(
-                    http.url.span(),
-                    format!("{shown}: only http:// and https:// URLs are supported"),
-                ));
-            }
+            validate::http_url(&url).map_err(|e| {
+                // Shown as written only, redacted: once expanded, a `/`, `?` or `#` inside
+                // a secret moves where the authority or the query ends, and no redaction
+                // can tell the secret from the URL any more.
+                let written = redact_url(http.url.get_ref());
+                let shown = if http.url.get_ref().contains("${") {
+                    format!("`{written}` (after expanding its ${{VAR}}s)")
+                } else {
+                    format!("`{written}`")
+                };
+                self.error(http.url.span(), e.about(&shown))
+            })?;
             let method = match &http.method {
                 Some(m) => {
-                    let upper = m.get_ref().to_ascii_uppercase();
-                    if reqwest::Method::from_bytes(upper.as_bytes()).is_err() || upper.is_empty() {
-                        return Err(self
-                            .error(m.span(), format!("`{}` is not an HTTP method", m.get_ref())));
-                    }
-                    upper
+                    validate::http_method(m.get_ref()).map_err(|e| self.error(m.span(), e))?
                 }
                 None => "GET".to_string(),
             };
             let expect_status = match &http.expect_status {
                 Some(list) => {
-                    if let Some(bad) = list.get_ref().iter().find(|s| !(100..=599).contains(*s)) {
-                        return Err(self.error(
-                            list.span(),
-                            format!("{bad} is not an HTTP status (100..=599)"),
-                        ));
-                    }
+                    validate::expect_status(list.get_ref())
+                        .map_err(|e| self.error(list.span(), e))?;
                     list.get_ref().clone()
                 }
                 None => Vec::new(),
@@ -636,17 +509,7 @@ impl<E: Fn(&str) -> Result<String, VarError>> Resolver<'_, E> {
             let mut headers = Vec::new();
             for (name, value) in &http.headers {
                 let expanded = self.expand(value)?;
-                if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
-                    return Err(
-                        self.error(value.span(), format!("`{name}` is not an HTTP header name"))
-                    );
-                }
-                if reqwest::header::HeaderValue::from_str(&expanded).is_err() {
-                    return Err(self.error(
-                        value.span(),
-                        format!("the value of header `{name}` is not a valid HTTP header value"),
-                    ));
-                }
+                validate::header(name, &expanded).map_err(|e| self.error(value.span(), e))?;
                 headers.push((name.clone(), expanded));
             }
             let body = http.body.as_ref().map(|b| self.expand(b)).transpose()?;
@@ -660,10 +523,7 @@ impl<E: Fn(&str) -> Result<String, VarError>> Resolver<'_, E> {
         }
         if let Some(address) = &t.tcp {
             let expanded = self.expand(address)?;
-            let port_ok = expanded
-                .rsplit_once(':')
-                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
-            if !port_ok {
+            if !validate::is_host_port(&expanded) {
                 return Err(self.error(address.span(), format!("`{expanded}` is not host:port")));
             }
             return Ok(Action::Tcp(expanded));
