@@ -25,6 +25,10 @@ pub struct Settings {
     pub grace_period: Duration,
     pub kill_leftovers_after: Duration,
     pub restart: RestartPolicy,
+    /// The pause before the second restart; it doubles with each restart after that.
+    pub restart_backoff: Duration,
+    /// The longest pause between restarts.
+    pub restart_backoff_max: Duration,
     pub signal_target: SignalTarget,
     pub drain_signals: Vec<c_int>,
     pub rewrite: Rewrite,
@@ -201,9 +205,6 @@ impl Settings {
         }
         if self.control_socket.is_some() {
             parts.push("[control] socket");
-        }
-        if self.restart != RestartPolicy::Never {
-            parts.push("[app] restart");
         }
         parts
     }

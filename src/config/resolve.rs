@@ -26,6 +26,9 @@ pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
 pub const DEFAULT_KILL_LEFTOVERS_AFTER: Duration = Duration::from_secs(2);
 pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(30);
+/// The kubelet's back-off for a crashing container: 10s doubling to 5m.
+pub const DEFAULT_RESTART_BACKOFF: Duration = Duration::from_secs(10);
+pub const DEFAULT_RESTART_BACKOFF_MAX: Duration = Duration::from_secs(5 * 60);
 
 /// What the command line and the environment say; `None` leaves the file's value.
 #[derive(Debug, Default, Clone)]
@@ -277,6 +280,11 @@ impl<E: Fn(&str) -> Result<String, VarError>> Resolver<'_, E> {
         );
         validate::stop_timeout_fits(&stop_timeout, &grace_period).map_err(|e| self.invalid(e))?;
         let (stop_timeout, grace_period) = (stop_timeout.value, grace_period.value);
+        let restart_backoff = Origin::of(None, &app.restart_backoff, DEFAULT_RESTART_BACKOFF);
+        let restart_backoff_max =
+            Origin::of(None, &app.restart_backoff_max, DEFAULT_RESTART_BACKOFF_MAX);
+        validate::restart_backoff(&restart_backoff, &restart_backoff_max)
+            .map_err(|e| self.invalid(e))?;
 
         // The app always has a session of its own, so in either signal target mode a
         // TSTP would be discarded by the kernel (orphaned process group).
@@ -351,6 +359,8 @@ impl<E: Fn(&str) -> Result<String, VarError>> Resolver<'_, E> {
             restart: app
                 .restart
                 .map_or(RestartPolicy::Never, Spanned::into_inner),
+            restart_backoff: restart_backoff.value,
+            restart_backoff_max: restart_backoff_max.value,
             signal_target: overrides
                 .signal_target
                 .or(app.signal_target.map(|t| t.0))

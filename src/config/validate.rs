@@ -46,6 +46,26 @@ pub(super) fn stop_timeout_fits(
     })
 }
 
+/// The back-off between restarts doubles from `restart_backoff` up to
+/// `restart_backoff_max`: the base must be a pause, and not beyond the cap.
+pub(super) fn restart_backoff(base: &Origin, max: &Origin) -> Result<(), Invalid> {
+    if base.value.is_zero() {
+        return Err(Invalid {
+            at: base.span.clone(),
+            message: "`restart_backoff` must be longer than 0s".into(),
+        });
+    }
+    if base.value <= max.value {
+        return Ok(());
+    }
+    Err(Invalid {
+        at: base.span.clone().or(max.span.clone()),
+        message: format!(
+            "restart_backoff ({base}) is longer than restart_backoff_max ({max}): the back-off starts at restart_backoff and doubles up to restart_backoff_max"
+        ),
+    })
+}
+
 /// A drain starts on a signal graceinit reads: not one it never catches, SIGCHLD (the
 /// reaper's) or a fault signal (the kernel's, or sent only by graceinit itself).
 pub(super) fn drain_signals(drain: &Spanned<Vec<SignalValue>>) -> Result<(), Invalid> {
