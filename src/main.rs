@@ -13,6 +13,7 @@ mod exit_code;
 mod hooks;
 mod logging;
 mod reaper;
+mod runtime;
 mod signals;
 mod supervisor;
 mod sys;

@@ -151,6 +151,17 @@ pub struct HttpRequest {
 }
 
 impl HttpRequest {
+    /// A GET with no headers or body that accepts what Kubernetes' httpGet does.
+    pub fn get(url: impl Into<String>) -> Self {
+        HttpRequest {
+            method: "GET".into(),
+            url: url.into(),
+            headers: Vec::new(),
+            body: None,
+            expect_status: Vec::new(),
+        }
+    }
+
     pub fn accepts(&self, status: u16) -> bool {
         if self.expect_status.is_empty() {
             (200..=399).contains(&status)
