@@ -105,3 +105,56 @@ async fn check(action: &Action, timeout: Duration) -> Result<String, String> {
             ))
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_url_becomes_a_plain_get_judged_by_the_hooks_rule() {
+        let Ok(Action::Http(request)) = action("http://127.0.0.1:8080/healthz?x=1") else {
+            panic!("an http URL is an http action");
+        };
+        assert_eq!(request.method, "GET");
+        assert_eq!(request.url, "http://127.0.0.1:8080/healthz?x=1");
+        assert!(request.headers.is_empty() && request.body.is_none());
+        // Kubernetes' httpGet: 2xx and 3xx are healthy, nothing else.
+        for (status, healthy) in [
+            (199, false),
+            (200, true),
+            (302, true),
+            (399, true),
+            (400, false),
+            (503, false),
+        ] {
+            assert_eq!(request.accepts(status), healthy, "{status}");
+        }
+        assert!(matches!(action("https://h/"), Ok(Action::Http(_))));
+        let Ok(Action::Tcp(address)) = action("tcp://127.0.0.1:5432") else {
+            panic!("a tcp URL is a tcp action");
+        };
+        assert_eq!(address, "127.0.0.1:5432");
+    }
+
+    #[test]
+    fn what_a_hook_could_not_reach_is_a_usage_error_naming_the_url_as_shown() {
+        let about = |url: &str| match action(url) {
+            Ok(action) => panic!("{url} was accepted as {action}"),
+            Err(problem) => problem.about(&redact_url(url)),
+        };
+        assert_eq!(
+            about("ftp://u:pw@h/?t=x"),
+            "`ftp://u:***@h/?t=***`: only http:// and https:// URLs are supported (or tcp://host:port)"
+        );
+        assert_eq!(
+            about("http://h:99999/"),
+            "`http://h:99999/` is not a URL: invalid port number"
+        );
+        assert_eq!(about("tcp://h"), "`tcp://h`: expected tcp://host:port");
+        assert_eq!(about("tcp://:80"), "`tcp://:80`: expected tcp://host:port");
+        assert_eq!(
+            about("tcp://h:http"),
+            "`tcp://h:http`: expected tcp://host:port"
+        );
+    }
+}
