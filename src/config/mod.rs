@@ -16,12 +16,24 @@ pub mod validate;
 use std::path::Path;
 
 pub use error::ConfigError;
-#[allow(unused_imports, reason = "the supervisor's restart policy names it")]
-pub use file::RestartPolicy;
 pub use file::{LogFormat, LogLevel, OnFailure, parse_duration, parse_target};
 pub use model::{Action, Hook, HookPhase, HttpRequest, Settings};
 pub use redact::{redact_url, redact_urls_in};
 pub use resolve::Overrides;
+// The rest of what `config` offers: every name it had before the split (so no path
+// elsewhere changes) and the back-off defaults.
+#[allow(
+    unused_imports,
+    reason = "offered to the supervisor and, next, the probes"
+)]
+pub use {
+    file::RestartPolicy,
+    model::{Hooks, Http, Probe, Probes},
+    resolve::{
+        DEFAULT_GRACE_PERIOD, DEFAULT_HOOK_TIMEOUT, DEFAULT_KILL_LEFTOVERS_AFTER,
+        DEFAULT_RESTART_BACKOFF, DEFAULT_RESTART_BACKOFF_MAX, DEFAULT_STOP_TIMEOUT,
+    },
+};
 
 use error::Locator;
 use resolve::resolve;

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use crate::signals::SignalTarget;
 
-use super::resolve::{DEFAULT_GRACE_PERIOD, DEFAULT_STOP_TIMEOUT};
 use super::*;
 
 fn env(name: &str) -> Result<String, VarError> {
