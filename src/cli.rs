@@ -170,6 +170,10 @@ pub struct SuperviseArgs {
     #[arg(short = 'w', long = "warn-on-reap", env = "GRACEINIT_WARN_ON_REAP")]
     pub warn_on_reap: bool,
 
+    /// Serve the health endpoints (/livez, /readyz, /metrics, ...) on this IP:PORT.
+    #[arg(long, env = "GRACEINIT_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
+
     /// Log format.
     #[arg(long, env = "GRACEINIT_LOG_FORMAT", value_name = "text|json", value_parser = parse_log_format)]
     pub log_format: Option<LogFormat>,
@@ -196,6 +200,7 @@ impl SuperviseArgs {
             verbosity: self.verbose,
             log_format: self.log_format,
             warn_on_reap: self.warn_on_reap,
+            listen: self.listen.clone(),
         }
     }
 }

@@ -191,9 +191,8 @@ pub struct Probe {
     pub failure_threshold: u32,
 }
 
-/// The endpoints' settings; validated now, served by the HTTP module (DESIGN: Endpoints).
+/// The endpoints' settings, served by the HTTP module (DESIGN: Endpoints).
 #[derive(Debug, Clone, Default)]
-#[allow(dead_code, reason = "read once the endpoints are served")]
 pub struct Http {
     pub listen: Option<String>,
     pub prestop: bool,
@@ -204,9 +203,6 @@ impl Settings {
     /// Parts of the design this version parses and validates but does not run yet.
     pub fn not_yet_active(&self) -> Vec<&'static str> {
         let mut parts = Vec::new();
-        if self.http.listen.is_some() {
-            parts.push("[http] listen");
-        }
         if self.control_socket.is_some() {
             parts.push("[control] socket");
         }

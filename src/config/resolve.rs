@@ -13,7 +13,8 @@ use toml::Spanned;
 
 use super::error::{ConfigError, Locator};
 use super::file::{
-    ActionTable, ConfigFile, DurationValue, LogFormat, LogLevel, RestartPolicy, SignalValue, Text,
+    ActionTable, ConfigFile, DurationValue, HttpTable, LogFormat, LogLevel, RestartPolicy,
+    SignalValue, Text,
 };
 use super::model::{Action, Hook, HookPhase, Hooks, Http, HttpRequest, Probe, Probes, Settings};
 use super::redact::redact_url;
@@ -43,6 +44,8 @@ pub struct Overrides {
     pub verbosity: u8,
     pub log_format: Option<LogFormat>,
     pub warn_on_reap: bool,
+    /// `--listen` / `GRACEINIT_LISTEN`: the endpoints' address, over `[http] listen`.
+    pub listen: Option<String>,
 }
 
 pub(super) fn resolve(
@@ -314,21 +317,7 @@ impl<E: Fn(&str) -> Result<String, VarError>> Resolver<'_, E> {
             liveness: self.probe(file.probes.liveness.as_ref())?,
             readiness: self.probe(file.probes.readiness.as_ref())?,
         };
-        let http = Http {
-            listen: file
-                .http
-                .listen
-                .as_ref()
-                .map(|t| self.expand(t))
-                .transpose()?,
-            prestop: file.http.prestop,
-            token: file
-                .http
-                .token
-                .as_ref()
-                .map(|t| self.expand(t))
-                .transpose()?,
-        };
+        let http = self.http(&file.http, overrides.listen.as_deref())?;
         let control_socket = file
             .control
             .socket
@@ -377,6 +366,27 @@ impl<E: Fn(&str) -> Result<String, VarError>> Resolver<'_, E> {
             log_format: overrides.log_format.or(file.log.format).unwrap_or_default(),
             warn_on_reap: overrides.warn_on_reap,
             warnings: std::mem::take(&mut self.warnings),
+        })
+    }
+
+    /// `[http]`, with `--listen` / `GRACEINIT_LISTEN` over the file's `listen`.
+    fn http(&mut self, table: &HttpTable, listen: Option<&str>) -> Result<Http, ConfigError> {
+        let (listen, span) = match (listen, &table.listen) {
+            (Some(listen), _) => (Some(listen.to_string()), None),
+            (None, Some(text)) => (Some(self.expand(text)?), Some(text.span())),
+            (None, None) => (None, None),
+        };
+        let token = table.token.as_ref().map(|t| self.expand(t)).transpose()?;
+        if let Some(listen) = &listen {
+            let address =
+                validate::listen_address(listen).map_err(|e| self.error_at(span.clone(), e))?;
+            validate::prestop_token(address, table.prestop, token.as_deref(), span)
+                .map_err(|e| self.invalid(e))?;
+        }
+        Ok(Http {
+            listen,
+            prestop: table.prestop,
+            token,
         })
     }
 

@@ -3,6 +3,7 @@
 //! error at the value in the file (`file:line:column`); `graceinit probe` checks its URL
 //! with the same functions, so a probe and an http or tcp hook accept the same targets.
 
+use std::net::SocketAddr;
 use std::ops::Range;
 
 use toml::Spanned;
@@ -277,4 +278,34 @@ pub fn is_host_port(address: &str) -> bool {
     address
         .rsplit_once(':')
         .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+}
+
+/// `[http] listen`: an IP address and a port (0 picks a free one). Not a host name: that
+/// would need a DNS lookup before the app starts, and "localhost" may mean two addresses.
+pub(super) fn listen_address(listen: &str) -> Result<SocketAddr, String> {
+    listen.trim().parse().map_err(|_| {
+        format!(
+            "`listen` must be an IP address and a port, like 127.0.0.1:8080 or [::]:8080, not `{listen}`"
+        )
+    })
+}
+
+/// `/prestop` starts the drain: on an address other hosts can reach (the pod's network),
+/// only for a caller that has the token.
+pub(super) fn prestop_token(
+    listen: SocketAddr,
+    prestop: bool,
+    token: Option<&str>,
+    listen_at: Option<Range<usize>>,
+) -> Result<(), Invalid> {
+    let loopback = listen.ip().to_canonical().is_loopback();
+    if !prestop || loopback || token.is_some_and(|token| !token.is_empty()) {
+        return Ok(());
+    }
+    Err(Invalid {
+        at: listen_at,
+        message: format!(
+            "[http] prestop = true on {listen}, which is not a loopback address, needs a non-empty [http] token: without it anyone who reaches the port could start the drain"
+        ),
+    })
 }

@@ -1,0 +1,82 @@
+//! The listener and its connections. Each accepted connection is served by hyper on a
+//! task of its own, so a client that is slow, malformed or silent costs one task and one
+//! of [`MAX_CONNECTIONS`] slots, and never delays the supervisor's loop (the same
+//! thread, which hyper only ever gives back to) or another client.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use super::{Endpoints, routes};
+use crate::supervisor::Handle;
+
+/// Connections served at once; one more is closed as soon as it is accepted. The kubelet
+/// and a Prometheus scraper need a few; the cap keeps a flood from costing memory.
+pub const MAX_CONNECTIONS: usize = 64;
+
+/// The most a request head (request line and headers) may take, in bytes: larger heads
+/// are answered 431 by hyper. Probes and scrapers send a few hundred.
+const MAX_HEAD_BYTES: usize = 16 * 1024;
+
+/// The time a client has to send a whole request head, counted from when the connection
+/// waits for one (so an idle keep-alive connection is closed after it too).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Binds `address` now, synchronously: a taken port is an error before the app starts.
+pub fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
+    let listener = std::net::TcpListener::bind(address)?;
+    listener.set_nonblocking(true)?;
+    TcpListener::from_std(listener)
+}
+
+/// Accepts connections until graceinit exits.
+pub async fn serve(listener: TcpListener, handle: Handle, endpoints: Endpoints) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let endpoints = Arc::new(endpoints);
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _peer)) => stream,
+            Err(e) => {
+                // Out of file descriptors, most likely: the connections that hold them
+                // must finish first, so pause rather than spin on the error.
+                tracing::warn!("health endpoints: cannot accept a connection: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            // Over the cap: closed at once (dropping it), not queued behind the others.
+            tracing::debug!("health endpoints: {MAX_CONNECTIONS} connections open, one closed");
+            continue;
+        };
+        // The answers are small and written whole: no reason to let Nagle hold them.
+        let _ = stream.set_nodelay(true);
+        let handle = handle.clone();
+        let endpoints = endpoints.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request| {
+                let handle = handle.clone();
+                let endpoints = endpoints.clone();
+                async move { Ok::<_, Infallible>(routes::answer(request, &handle, &endpoints).await) }
+            });
+            let served = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .max_buf_size(MAX_HEAD_BYTES)
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+            if let Err(e) = served {
+                tracing::debug!("health endpoints: connection ended: {e}");
+            }
+            drop(slot);
+        });
+    }
+}
