@@ -17,6 +17,8 @@ packages=(
   procps          # ps, pgrep
   gcc libc6-dev   # cc: the tests compile small C helpers (signal recorders, orphan storms)
   tini dumb-init hyperfine   # the side-by-side benchmark
+  python3 python3-prometheus-client  # tests/endpoints.rs parses /metrics with Prometheus' parser
+  wrk             # bench/endpoints.sh: /readyz throughput and latency
 )
 missing=()
 for p in "${packages[@]}"; do
