@@ -133,7 +133,12 @@ mod tests {
         assert_eq!(json["app"]["restarts"], 0);
         assert_eq!(json["drain"], Value::Null);
         assert_eq!(json["version"], env!("CARGO_PKG_VERSION"));
-        assert!(json["not_ready"].as_str().unwrap().starts_with("post_start: "));
+        assert!(
+            json["not_ready"]
+                .as_str()
+                .unwrap()
+                .starts_with("post_start: ")
+        );
         for key in ["hooks", "probes", "events"] {
             assert_eq!(json[key], json!([]), "{key}");
         }

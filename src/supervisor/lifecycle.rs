@@ -268,6 +268,10 @@ pub(super) enum Leftovers {
         /// When the next round goes out (None while one is going out).
         next_round: Option<Instant>,
     },
+    /// All reaped, but a round of signals is still going out (a scan of /proc on a
+    /// thread of its own): nothing new starts before it is over, or the round would
+    /// signal the restarted app or a post_stop hook as a leftover.
+    Reaped,
 }
 
 /// What follows once the leftovers are gone.
@@ -512,6 +516,7 @@ impl Lifecycle {
             Stage::Stopping { kill_at, killed } => (!killed).then_some(kill_at),
             Stage::Ending { leftovers, .. } => match leftovers {
                 Leftovers::Checking
+                | Leftovers::Reaped
                 | Leftovers::Term {
                     signalling: true, ..
                 } => None,
@@ -981,6 +986,9 @@ impl Lifecycle {
             // the restart policy: no retry would find it.
             self.flush_and_exit(code, now);
         } else {
+            // It never ran: the back-off must not count the time since the last start
+            // as running time (which would reset it).
+            self.app.started_at = None;
             self.app_ended(ExitStatus::Exited(code), now);
         }
     }
@@ -1073,6 +1081,15 @@ impl Lifecycle {
             return;
         };
         match (children, leftovers) {
+            (
+                Children::None,
+                Leftovers::Term {
+                    signalling: true, ..
+                }
+                | Leftovers::Kill {
+                    next_round: None, ..
+                },
+            ) => self.set_leftovers(Leftovers::Reaped),
             (Children::None, _) => self.leftovers_gone(now),
             (Children::Running, Leftovers::Checking) => {
                 let past_kill_at = self.exit_deadline().is_some_and(|kill_at| now >= kill_at);
@@ -1129,6 +1146,7 @@ impl Lifecycle {
                 give_up,
                 next_round: Some((now + KILL_ROUND).min(give_up)),
             }),
+            Leftovers::Reaped => self.leftovers_gone(now),
             _ => {}
         }
     }
