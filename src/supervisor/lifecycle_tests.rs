@@ -1085,7 +1085,7 @@ fn a_restart_that_cannot_start_is_an_exit_of_the_app() {
     );
     // Failing to start is no running time: a long back-off does not reset the sequence.
     run.now += secs(3600.0);
-    assert_eq!(effects(&run.timer()), [Action::StartApp]);
+    assert_eq!(effects(&run.on(Input::Timer)), [Action::StartApp]);
     run.on(Input::AppNotStarted(127));
     let actions = run.nothing_left();
     assert_eq!(
