@@ -216,14 +216,18 @@ async fn serve_client(mut stream: UnixStream, handle: &Handle, owner: u32) {
     };
     if peer.uid() != owner && peer.uid() != 0 {
         let pid = peer.pid().map_or("?".into(), |pid| pid.to_string());
-        tracing::warn!(
-            "control socket: refused a client with uid {} (pid {pid}): only uid {owner} and root may use it",
-            peer.uid()
-        );
+        let allowed = match owner {
+            0 => "root".to_string(),
+            uid => format!("uid {uid} and root"),
+        };
         let refusal = failure(format!(
-            "refused: uid {} may not use this control socket (only uid {owner} and root)",
+            "refused: uid {} may not use this control socket (only {allowed})",
             peer.uid()
         ));
+        tracing::warn!(
+            "control socket: refused a client with uid {} (pid {pid}): only {allowed} may use it",
+            peer.uid()
+        );
         reply(&mut stream, &refusal).await;
         return;
     }
