@@ -207,9 +207,6 @@ impl Settings {
         if self.http.listen.is_some() {
             parts.push("[http] listen");
         }
-        if self.control_socket.is_some() {
-            parts.push("[control] socket");
-        }
         parts
     }
 }
