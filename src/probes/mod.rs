@@ -7,20 +7,22 @@
 //! Each check is cut at the probe's `timeout`, which counts as a failure (Kubernetes:
 //! "Probe timed out"); an exec probe's whole process group is killed then and its status
 //! collected by the one reaper. An exec probe's output is captured and shown by the
-//! rules of [`output`]. Between checks the task sleeps on a single timer: a probe costs
-//! one wake-up per period.
+//! rules of [`output`]. Between checks the task waits on a periodic timerfd ([`ticker`]):
+//! a probe costs one wake-up per period.
 
 mod output;
+mod ticker;
 
 use std::sync::Arc;
 
 use tokio::task::JoinHandle;
-use tokio::time::{Instant, sleep_until};
+use tokio::time::Instant;
 
 use crate::config::Probe;
 use crate::hooks::Runner;
 use crate::logging::{self, HookSource};
 use output::{LINES_PER_MINUTE, OutputFilter, Shown};
+use ticker::Ticker;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ProbeKind {
@@ -54,12 +56,9 @@ impl ProbeKind {
     }
 }
 
-/// Runs `probe` after its initial delay, then once every period, handing each result to
-/// `report`, until the task is aborted (which kills an exec probe's process group).
-///
-/// The kubelet's prober ticks every period (a Go ticker) and runs one check per tick,
-/// never two at once: a check that overruns its period is followed at once by the next,
-/// ticks missed meanwhile are dropped, and the schedule keeps its phase.
+/// Runs `probe` after its initial delay, then once every period (see [`ticker`]),
+/// handing each result to `report`, until the task is aborted (which kills an exec
+/// probe's process group).
 pub fn spawn(
     kind: ProbeKind,
     probe: Probe,
@@ -68,30 +67,17 @@ pub fn spawn(
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut output = OutputFilter::default();
-        let mut tick = Instant::now() + probe.initial_delay;
+        let mut ticker = Ticker::new(probe.initial_delay, probe.period);
         loop {
-            sleep_until(tick).await;
+            ticker.tick().await;
             let (result, captured) = runner
                 .check(&probe.action, probe.timeout, LINES_PER_MINUTE)
                 .await;
-            let now = Instant::now();
             // Before the result: the log shows what the probe said, then what follows.
-            show(kind, output.admit(&result, captured, now));
+            show(kind, output.admit(&result, captured, Instant::now()));
             report(result);
-            tick = next_tick(tick, probe.period, now);
         }
     })
-}
-
-/// The tick after `tick`, or, when the check ended (`now`) past it, the last tick missed:
-/// due at once, as the ticker's one buffered tick.
-fn next_tick(tick: Instant, period: std::time::Duration, now: Instant) -> Instant {
-    let next = tick + period;
-    if next >= now {
-        return next;
-    }
-    let missed = (now - next).as_nanos() / period.as_nanos();
-    next + period * u32::try_from(missed).unwrap_or(u32::MAX)
 }
 
 /// Logs what [`OutputFilter`] lets through, as hook lines are: `[readiness#1] line`.
@@ -118,27 +104,5 @@ fn show(kind: ProbeKind, shown: Shown) {
             "{label} more than {LINES_PER_MINUTE} probe lines within a minute: the rest are dropped for {}s",
             left.as_secs().max(1)
         );
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use super::*;
-
-    #[test]
-    fn the_schedule_keeps_its_phase_and_drops_missed_ticks() {
-        let start = Instant::now();
-        let period = Duration::from_secs(10);
-        let at = |ms: u64| start + Duration::from_millis(ms);
-        // A check that ends within its period: the next tick, one period on.
-        assert_eq!(next_tick(at(0), period, at(300)), at(10_000));
-        assert_eq!(next_tick(at(0), period, at(10_000)), at(10_000));
-        // A check that took 25 s: the tick of 20 s is due at once, 10 s was dropped, and
-        // the next after it is 30 s.
-        let due = next_tick(at(0), period, at(25_000));
-        assert_eq!(due, at(20_000));
-        assert_eq!(next_tick(due, period, at(25_001)), at(30_000));
     }
 }
