@@ -198,10 +198,13 @@ impl Runner {
 }
 
 /// Redirects are not followed: a pre-stop call that gets redirected did not reach the
-/// registry it was meant for.
+/// registry it was meant for. No connection is kept alive, as the kubelet's prober keeps
+/// none (DisableKeepAlives): a probe every period opens its own, and an idle pooled
+/// connection would bring the pool's reaper timer, a wake-up of its own.
 pub fn http_client() -> Result<reqwest::Client, String> {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(0)
         .build()
         .map_err(|e| format!("cannot create the HTTP client: {}", error_chain(&e)))
 }
