@@ -127,10 +127,12 @@ pub enum Action {
     },
     /// Stop a phase's hooks now (their process groups are killed).
     AbortHooks(HookPhase),
-    /// Run a probe every period until stopped; its results carry `run`.
+    /// Run a probe every period, the first time after `first`, until stopped; its results
+    /// carry `run`.
     StartProbe {
         kind: ProbeKind,
         run: u64,
+        first: Duration,
     },
     StopProbe(ProbeKind),
     /// `sig` to whatever the app left behind (`app` is its process group); answered with
@@ -976,8 +978,8 @@ impl Lifecycle {
             self.run_hooks(HookPhase::PostStart, None);
         }
         // The startup probe runs alongside post_start, as the kubelet's does.
-        self.start_probe(ProbeKind::Startup);
-        self.on_started_maybe();
+        self.start_probe(ProbeKind::Startup, now);
+        self.on_started_maybe(now);
     }
 
     fn on_app_not_started(&mut self, code: i32, now: Instant) {
@@ -1301,7 +1303,7 @@ impl Lifecycle {
         match phase {
             HookPhase::PostStart if ok => {
                 self.app.post_start_done = true;
-                self.on_started_maybe();
+                self.on_started_maybe(now);
             }
             HookPhase::PostStart => self.stop_for(StopCause::FailedPostStart, now),
             HookPhase::OnReady => {
@@ -1354,13 +1356,13 @@ impl Lifecycle {
 
     /// post_start done and the startup probe passed: liveness and readiness probes
     /// start, and the app may become ready.
-    fn on_started_maybe(&mut self) {
+    fn on_started_maybe(&mut self, now: Instant) {
         if self.stage != Stage::Up || self.stop.is_some() || !self.started() {
             return;
         }
         self.stop_probe(ProbeKind::Startup);
-        self.start_probe(ProbeKind::Liveness);
-        self.start_probe(ProbeKind::Readiness);
+        self.start_probe(ProbeKind::Liveness, now);
+        self.start_probe(ProbeKind::Readiness, now);
         self.update_ready();
     }
 
@@ -1404,10 +1406,15 @@ impl Lifecycle {
     }
 
     /// Starts a configured probe afresh (Kubernetes: probes restart with the container).
-    fn start_probe(&mut self, kind: ProbeKind) {
-        if self.probe_mut(kind).is_none() {
+    /// Its initial delay counts from the app's start, as the kubelet's does, also for the
+    /// probes that wait for the startup probe.
+    fn start_probe(&mut self, kind: ProbeKind, now: Instant) {
+        let Some(initial_delay) = probe_of(&self.settings, kind).map(|p| p.initial_delay) else {
             return;
-        }
+        };
+        let first = self.app.started_at.map_or(initial_delay, |at| {
+            (at + initial_delay).saturating_duration_since(now)
+        });
         let run = self.next_run();
         let Some(probe) = self.probe_mut(kind) else {
             return;
@@ -1416,7 +1423,7 @@ impl Lifecycle {
         probe.consecutive_successes = 0;
         probe.consecutive_failures = 0;
         probe.run = Some(run);
-        self.out.push(Action::StartProbe { kind, run });
+        self.out.push(Action::StartProbe { kind, run, first });
     }
 
     fn stop_probe(&mut self, kind: ProbeKind) {
@@ -1490,7 +1497,7 @@ impl Lifecycle {
                     }
                 }
             }
-            (ProbeKind::Startup, Health::Healthy) => self.on_started_maybe(),
+            (ProbeKind::Startup, Health::Healthy) => self.on_started_maybe(now),
             (ProbeKind::Readiness, _) => self.update_ready(),
             _ => {}
         }

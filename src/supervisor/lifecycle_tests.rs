@@ -1156,7 +1156,7 @@ fn probe(period: f64, success_threshold: u32, failure_threshold: u32) -> Probe {
 
 fn probe_run(actions: &[Action], wanted: ProbeKind) -> Option<u64> {
     actions.iter().find_map(|a| match a {
-        Action::StartProbe { kind, run } if *kind == wanted => Some(*run),
+        Action::StartProbe { kind, run, .. } if *kind == wanted => Some(*run),
         _ => None,
     })
 }
@@ -1392,4 +1392,29 @@ fn nothing_new_starts_while_a_round_of_signals_to_leftovers_is_going_out() {
         effects(&run.on(Input::LeftoversSignalled)),
         [Action::StartApp]
     );
+}
+
+#[test]
+fn initial_delays_count_from_the_apps_start_as_the_kubelets() {
+    let mut settings = settings(&[]);
+    settings.probes.startup = Some(probe(1.0, 1, 30));
+    let mut liveness = probe(10.0, 1, 3);
+    liveness.initial_delay = secs(10.0);
+    settings.probes.liveness = Some(liveness);
+    let mut run = Run::new(settings);
+    let actions = run.on(Input::AppStarted(pid(100)));
+    let startup = probe_run(&actions, ProbeKind::Startup).unwrap();
+    assert!(actions.contains(&Action::StartProbe {
+        kind: ProbeKind::Startup,
+        run: startup,
+        first: secs(0.0)
+    }));
+    run.at(4.0);
+    let actions = run.probe(ProbeKind::Startup, startup, true);
+    let liveness = probe_run(&actions, ProbeKind::Liveness).unwrap();
+    assert!(actions.contains(&Action::StartProbe {
+        kind: ProbeKind::Liveness,
+        run: liveness,
+        first: secs(6.0)
+    }));
 }
