@@ -1,9 +1,10 @@
-//! Lifecycle events with Kubernetes' reasons, logged as they happen and kept (the last
-//! 100) for the status endpoint.
+//! Lifecycle events with Kubernetes' reasons. The lifecycle records them as plain data
+//! (the last 100 are kept for `/status`); the supervisor's executor logs each one.
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::time::SystemTime;
+
+use tokio::time::Instant;
 
 /// Kubernetes' event reasons (kubelet's `events.go`), plus the drain's own two.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -12,15 +13,19 @@ pub enum Reason {
     FailedPostStartHook,
     FailedPreStopHook,
     Killing,
+    BackOff,
     DrainStarted,
     DrainFinished,
 }
 
 impl Reason {
-    fn is_warning(self) -> bool {
+    pub fn is_warning(self) -> bool {
         matches!(
             self,
-            Reason::FailedPostStartHook | Reason::FailedPreStopHook | Reason::Killing
+            Reason::FailedPostStartHook
+                | Reason::FailedPreStopHook
+                | Reason::Killing
+                | Reason::BackOff
         )
     }
 }
@@ -31,10 +36,9 @@ impl fmt::Display for Reason {
     }
 }
 
-#[derive(Clone, Debug)]
-#[allow(dead_code, reason = "read by /status (DESIGN: Endpoints)")]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Event {
-    pub at: SystemTime,
+    pub at: Instant,
     pub reason: Reason,
     pub message: String,
 }
@@ -44,32 +48,34 @@ pub const TARGET: &str = "graceinit::event";
 
 const KEPT: usize = 100;
 
-#[derive(Default)]
+#[derive(Clone, Debug, Default)]
 pub struct EventLog {
     kept: VecDeque<Event>,
 }
 
 impl EventLog {
-    pub fn record(&mut self, reason: Reason, message: impl Into<String>) {
-        let message = message.into();
-        if reason.is_warning() {
-            tracing::warn!(target: TARGET, reason = %reason, "{reason}: {message}");
-        } else {
-            tracing::info!(target: TARGET, reason = %reason, "{reason}: {message}");
-        }
+    /// Keeps `event`, forgetting the oldest beyond the last 100.
+    pub fn keep(&mut self, event: Event) {
         if self.kept.len() == KEPT {
             self.kept.pop_front();
         }
-        self.kept.push_back(Event {
-            at: SystemTime::now(),
-            reason,
-            message,
-        });
+        self.kept.push_back(event);
     }
 
-    #[allow(dead_code, reason = "read by /status (DESIGN: Endpoints)")]
     pub fn recent(&self) -> impl Iterator<Item = &Event> {
         self.kept.iter()
+    }
+}
+
+/// Writes `event` to the log, at warning level for Kubernetes' warning reasons.
+pub fn log(event: &Event) {
+    let Event {
+        reason, message, ..
+    } = event;
+    if reason.is_warning() {
+        tracing::warn!(target: TARGET, reason = %reason, "{reason}: {message}");
+    } else {
+        tracing::info!(target: TARGET, reason = %reason, "{reason}: {message}");
     }
 }
 
@@ -81,7 +87,11 @@ mod tests {
     fn keeps_the_last_hundred_in_order() {
         let mut log = EventLog::default();
         for i in 0..150 {
-            log.record(Reason::Started, format!("event {i}"));
+            log.keep(Event {
+                at: Instant::now(),
+                reason: Reason::Started,
+                message: format!("event {i}"),
+            });
         }
         let kept: Vec<&str> = log.recent().map(|e| e.message.as_str()).collect();
         assert_eq!(kept.len(), 100);

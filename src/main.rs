@@ -1,9 +1,10 @@
 //! graceinit: a PID 1 for containers on Kubernetes.
 //!
 //! Where things happen: a signal enters through `signals::Incoming` (a signalfd read by
-//! the `supervisor`'s loop), `reaper` is the only `waitpid`, `hooks` runs hook actions,
-//! `supervisor::drain` fixes the drain's deadlines, `logging` writes stderr from a thread
-//! of its own, and `sys` is the only module with `unsafe`.
+//! the `supervisor`'s loop), `reaper` is the only `waitpid`, `supervisor::lifecycle` takes
+//! every decision (the drain's deadlines, the stop signal, restarts) as plain data,
+//! `hooks` runs hook actions, `logging` writes stderr from a thread of its own, and `sys`
+//! is the only module with `unsafe`.
 
 mod cli;
 mod commands;
@@ -13,6 +14,7 @@ mod exit_code;
 mod hooks;
 mod logging;
 mod reaper;
+mod runtime;
 mod signals;
 mod supervisor;
 mod sys;

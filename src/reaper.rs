@@ -60,6 +60,9 @@ pub struct Spawned {
     pub exit: oneshot::Receiver<ExitStatus>,
 }
 
+/// Told a registered process's pid and status once it has been reaped.
+pub type OnExit = Box<dyn FnOnce(Pid, ExitStatus) + Send>;
+
 /// What `reap` found once nothing more could be reaped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Children {
@@ -70,7 +73,7 @@ pub enum Children {
 }
 
 pub struct Reaper {
-    waiters: Mutex<HashMap<Pid, oneshot::Sender<ExitStatus>>>,
+    waiters: Mutex<HashMap<Pid, OnExit>>,
     inherited: InheritedSignals,
     warn_on_orphan: bool,
 }
@@ -87,15 +90,32 @@ impl Reaper {
     /// Spawns `cmd` in its own session with graceinit's inherited signal state and
     /// registers it, so that its status is delivered on `Spawned::exit`.
     pub fn spawn(&self, cmd: &mut Command, take_terminal: bool) -> io::Result<Spawned> {
+        let (tx, exit) = oneshot::channel();
+        // The receiver may be gone (a hook abandoned at its deadline): the process is
+        // reaped all the same.
+        let on_exit = Box::new(move |_, status| {
+            let _ = tx.send(status);
+        });
+        let pid = self.spawn_with(cmd, take_terminal, on_exit)?;
+        Ok(Spawned { pid, exit })
+    }
+
+    /// Like `spawn`, with the status handed to `on_exit` (the app's goes straight into
+    /// the supervisor's inbox).
+    pub fn spawn_with(
+        &self,
+        cmd: &mut Command,
+        take_terminal: bool,
+        on_exit: OnExit,
+    ) -> io::Result<Pid> {
         let mut waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
         let options = SpawnOptions {
             inherited: &self.inherited,
             take_terminal,
         };
         let pid = spawn(cmd, options)?;
-        let (tx, exit) = oneshot::channel();
-        waiters.insert(pid, tx);
-        Ok(Spawned { pid, exit })
+        waiters.insert(pid, on_exit);
+        Ok(pid)
     }
 
     /// Reaps every child that has exited, delivering registered statuses.
@@ -119,9 +139,7 @@ impl Reaper {
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(&pid);
             match waiter {
-                // The receiver may be gone (a hook abandoned at its deadline): the
-                // process is reaped all the same.
-                Some(tx) => drop(tx.send(status)),
+                Some(on_exit) => on_exit(pid, status),
                 None if self.warn_on_orphan => {
                     tracing::warn!(pid = pid.as_raw(), %status, "reaped zombie process")
                 }

@@ -116,6 +116,16 @@ fn describe(settings: &Settings, budget: &Budget) -> String {
         fmt(settings.kill_leftovers_after)
     );
     let _ = writeln!(out, "  restart              {}", settings.restart);
+    let _ = writeln!(
+        out,
+        "  restart_backoff      {}",
+        fmt(settings.restart_backoff)
+    );
+    let _ = writeln!(
+        out,
+        "  restart_backoff_max  {}",
+        fmt(settings.restart_backoff_max)
+    );
     let _ = writeln!(out, "  signal_target        {}", settings.signal_target);
     let _ = writeln!(out, "[signals]");
     let drain: Vec<String> = settings
@@ -226,5 +236,22 @@ fn fmt(duration: Duration) -> String {
         "0s".into()
     } else {
         humantime::format_duration(duration).to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_restart_policy_is_shown_with_its_back_off() {
+        let settings = config::defaults(&Overrides::default()).unwrap();
+        let shown = describe(&settings, &Budget::of(&settings));
+        assert!(
+            shown.contains(
+                "  restart              never\n  restart_backoff      10s\n  restart_backoff_max  5m\n"
+            ),
+            "{shown}"
+        );
     }
 }

@@ -42,6 +42,8 @@ pub struct AppTable {
     pub grace_period: Option<Spanned<DurationValue>>,
     pub kill_leftovers_after: Option<DurationValue>,
     pub restart: Option<Spanned<RestartPolicy>>,
+    pub restart_backoff: Option<Spanned<DurationValue>>,
+    pub restart_backoff_max: Option<Spanned<DurationValue>>,
     pub signal_target: Option<TargetValue>,
 }
 

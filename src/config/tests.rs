@@ -1,6 +1,10 @@
 //! Unit tests of parsing, validation and error positions.
 
+use std::env::VarError;
 use std::path::Path;
+use std::time::Duration;
+
+use crate::signals::SignalTarget;
 
 use super::*;
 
@@ -432,4 +436,71 @@ fn absurd_durations_are_rejected_not_overflowed() {
     assert_eq!((line, column), (2, 16));
     assert!(message.contains("longer than a year"), "{message}");
     assert!(parse_duration("18446744073709551615s").is_err());
+}
+
+#[test]
+fn restart_backoff_defaults_to_the_kubelets() {
+    let s = defaults(&Overrides::default()).unwrap();
+    assert_eq!(s.restart, RestartPolicy::Never);
+    assert_eq!(s.restart_backoff, Duration::from_secs(10));
+    assert_eq!(s.restart_backoff_max, Duration::from_secs(300));
+    // A restart policy is no longer among the parts that are not active.
+    let s = parse("[app]\nrestart = \"always\"\n").unwrap();
+    assert_eq!(s.restart, RestartPolicy::Always);
+    assert!(s.not_yet_active().is_empty(), "{:?}", s.not_yet_active());
+}
+
+#[test]
+fn restart_backoff_keys_are_read() {
+    let s = parse(
+        "[app]\nrestart = \"on-failure\"\nrestart_backoff = \"250ms\"\nrestart_backoff_max = \"2s\"\n",
+    )
+    .unwrap();
+    assert_eq!(s.restart, RestartPolicy::OnFailure);
+    assert_eq!(s.restart_backoff, Duration::from_millis(250));
+    assert_eq!(s.restart_backoff_max, Duration::from_secs(2));
+    // A back-off that never doubles: base and cap equal.
+    let s = parse("[app]\nrestart_backoff = \"1s\"\nrestart_backoff_max = \"1s\"\n").unwrap();
+    assert_eq!(
+        (s.restart_backoff, s.restart_backoff_max),
+        (Duration::from_secs(1), Duration::from_secs(1))
+    );
+    // Only the cap: the default base stays.
+    let s = parse("[app]\nrestart_backoff_max = \"1h\"\n").unwrap();
+    assert_eq!(
+        (s.restart_backoff, s.restart_backoff_max),
+        (Duration::from_secs(10), Duration::from_secs(3600))
+    );
+    let (line, column, message) = error("[app]\nrestart_backoff = \"soon\"\n");
+    assert_eq!((line, column), (2, 19));
+    assert!(message.contains("`soon` is not a duration"), "{message}");
+}
+
+#[test]
+fn restart_backoff_must_be_a_pause() {
+    let (line, column, message) = error("[app]\nrestart_backoff = \"0s\"\n");
+    assert_eq!((line, column), (2, 19));
+    assert_eq!(message, "`restart_backoff` must be longer than 0s");
+}
+
+#[test]
+fn restart_backoff_cannot_exceed_its_max() {
+    let (line, column, message) =
+        error("[app]\nrestart_backoff = \"1m\"\nrestart_backoff_max = \"30s\"\n");
+    assert_eq!((line, column), (2, 19));
+    assert_eq!(
+        message,
+        "restart_backoff (1m) is longer than restart_backoff_max (30s): the back-off starts at restart_backoff and doubles up to restart_backoff_max"
+    );
+    // With the default base, the cap in the file is what is wrong.
+    let e = parse("[app]\nstop_signal = \"SIGINT\"\nrestart_backoff_max = \"5s\"\n").unwrap_err();
+    assert_eq!(e.path, Path::new("g.toml"));
+    assert_eq!((e.line, e.column), (3, 23));
+    assert_eq!(
+        e.message,
+        "restart_backoff (10s, the default) is longer than restart_backoff_max (5s): the back-off starts at restart_backoff and doubles up to restart_backoff_max"
+    );
+    // A zero cap is reported as the base exceeding it.
+    let (line, column, _) = error("[app]\nrestart_backoff_max = \"0s\"\n");
+    assert_eq!((line, column), (2, 23));
 }

@@ -124,32 +124,14 @@ impl Runner {
             Ok(client) => client,
             Err(e) => return Outcome::Failed(e),
         };
-        let method =
-            reqwest::Method::from_bytes(request.method.as_bytes()).unwrap_or(reqwest::Method::GET);
-        let mut builder = client.request(method, &request.url);
-        for (name, value) in &request.headers {
-            builder = builder.header(name, value);
-        }
-        if let Some(body) = &request.body {
-            builder = builder.body(body.clone());
-        }
-        // The URL is shown redacted, and reqwest's error must not show it again in full.
-        let shown = redact_url(&request.url);
-        match tokio::time::timeout_at(limit, builder.send()).await {
+        match tokio::time::timeout_at(limit, send_http(client, request)).await {
             Err(_) => expired,
-            Ok(Err(e)) => Outcome::Failed(format!(
-                "{} {shown}: {}",
+            Ok(Err(reason)) => Outcome::Failed(format!(
+                "{} {}: {reason}",
                 request.method,
-                error_chain(&e.without_url())
+                redact_url(&request.url)
             )),
-            Ok(Ok(response)) => {
-                let status = response.status().as_u16();
-                if request.accepts(status) {
-                    Outcome::Succeeded
-                } else {
-                    Outcome::Failed(format!("{} {shown} answered {status}", request.method))
-                }
-            }
+            Ok(Ok(_)) => Outcome::Succeeded,
         }
     }
 
@@ -172,11 +154,49 @@ pub fn http_client() -> Result<reqwest::Client, String> {
 }
 
 async fn tcp(address: &str, limit: Instant, expired: Outcome) -> Outcome {
-    match tokio::time::timeout_at(limit, tokio::net::TcpStream::connect(address)).await {
+    match tokio::time::timeout_at(limit, connect_tcp(address)).await {
         Err(_) => expired,
-        Ok(Err(e)) => Outcome::Failed(format!("tcp {address}: {e}")),
-        Ok(Ok(_)) => Outcome::Succeeded,
+        Ok(Err(reason)) => Outcome::Failed(format!("tcp {address}: {reason}")),
+        Ok(Ok(())) => Outcome::Succeeded,
     }
+}
+
+/// Sends an http action's request, hooks' and `graceinit probe`'s alike. Ok: the status,
+/// one the request accepts (by default 2xx or 3xx, as Kubernetes' httpGet); Err: why
+/// not, never naming the URL (reqwest's error is stripped of it): the caller names the
+/// request, redacted. No time limit: the caller sets one.
+pub async fn send_http(
+    client: &reqwest::Client,
+    request: &HttpRequest,
+) -> Result<reqwest::StatusCode, String> {
+    let method =
+        reqwest::Method::from_bytes(request.method.as_bytes()).unwrap_or(reqwest::Method::GET);
+    let mut builder = client.request(method, &request.url);
+    for (name, value) in &request.headers {
+        builder = builder.header(name, value);
+    }
+    if let Some(body) = &request.body {
+        builder = builder.body(body.clone());
+    }
+    let response = builder
+        .send()
+        .await
+        .map_err(|e| error_chain(&e.without_url()))?;
+    let status = response.status();
+    if request.accepts(status.as_u16()) {
+        Ok(status)
+    } else {
+        Err(format!("answered {status}"))
+    }
+}
+
+/// Connects to a tcp action's address, hooks' and `graceinit probe`'s alike; the
+/// connection is the answer, and is closed at once. No time limit: the caller sets one.
+pub async fn connect_tcp(address: &str) -> Result<(), String> {
+    tokio::net::TcpStream::connect(address)
+        .await
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 /// reqwest's Display hides the cause ("error sending request"); the chain names it

@@ -1,0 +1,1315 @@
+//! The lifecycle as one piece of plain data, changed in one place: [`Lifecycle::on`]
+//! takes an input (a signal, the app's exit, a hook phase's result, a timer, a drain
+//! request) and the time, and returns the actions to take. No I/O happens here: the
+//! supervisor's loop feeds the inputs and its executor carries out the actions, so every
+//! transition can be tested without a process.
+//!
+//! ```text
+//!            StartApp
+//!  starting ──(post_start ok)──> running ──(drain trigger)──> draining
+//!     │  └─(post_start fails: stop the app)                     │ pre_stop, stop signal,
+//!     │                                                          │ SIGKILL at kill_at
+//!     └───────────────(the app exits)──────────────> stopping <──┘
+//!                                leftovers: SIGTERM, SIGKILL, all reaped; post_stop
+//!                          restart policy, no drain ──> backoff ──> starting
+//!                                          otherwise ──> exited (flush the log, exit)
+//! ```
+//!
+//! Where things are decided: a drain signal in `on_drain_signal`, the drain's deadlines in
+//! `begin_drain` (arithmetic in `deadlines`), the stop signal in `send_stop_signal`,
+//! SIGKILL in `kill_app`, a restart in `after_exit`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use libc::c_int;
+use nix::unistd::Pid;
+use tokio::time::Instant;
+use tracing::Level;
+
+use super::deadlines::{Backoff, Deadlines, Escalation, escalation};
+use super::snapshot::{self, Snapshot};
+use crate::config::{Action as Action_, Hook, HookPhase, OnFailure, RestartPolicy, Settings};
+use crate::events::{Event, EventLog, Reason};
+use crate::exit_code;
+use crate::hooks::{Outcome, Report};
+use crate::reaper::{Children, ExitStatus};
+use crate::signals::{SignalTarget, signal_name};
+
+/// After the first SIGKILL to leftovers, how long graceinit waits for them (only a
+/// process stuck in uninterruptible sleep survives SIGKILL that long).
+pub const AFTER_SIGKILL: Duration = Duration::from_secs(5);
+
+/// Between two rounds of SIGKILL for leftovers that are not PID 1's: each round kills
+/// what a scan of /proc found; what those forked meanwhile is found by the next.
+pub const KILL_ROUND: Duration = Duration::from_millis(50);
+
+/// How long hook output and log lines still in flight may take to reach stderr before
+/// graceinit exits (never past the drain's `kill_at`).
+pub const OUTPUT_AT_EXIT: Duration = Duration::from_secs(1);
+
+/// Everything the lifecycle reacts to.
+#[derive(Debug)]
+pub enum Input {
+    /// A signal read from the signalfd (SIGCHLD included).
+    Signal(c_int),
+    /// The reaper has collected every child that had exited; `Children` says whether any
+    /// is left.
+    Reaped(Children),
+    AppStarted(Pid),
+    /// The app could not be started; the code is the shell's (127, 126).
+    AppNotStarted(i32),
+    AppExited(Pid, ExitStatus),
+    /// One hook of a phase's run has finished.
+    HookDone {
+        phase: HookPhase,
+        run: u64,
+        index: usize,
+        on_failure: OnFailure,
+        report: Report,
+    },
+    /// A phase's run is over; `ok` unless a hook with `on_failure = "fail"` failed.
+    PhaseDone {
+        phase: HookPhase,
+        run: u64,
+        ok: bool,
+    },
+    /// A round of signals to the app's leftovers has gone out.
+    LeftoversSignalled,
+    /// The output still in flight has reached stderr.
+    OutputFlushed,
+    /// `graceinit drain` or `/prestop`: start or join the drain; the answer goes to `waiter`.
+    #[cfg_attr(
+        not(test),
+        allow(
+            dead_code,
+            reason = "sent by the control socket and /prestop (DESIGN: Endpoints)"
+        )
+    )]
+    DrainRequested(u64),
+    /// A time given by `wake_at` has come.
+    Timer,
+}
+
+/// What the executor does for the lifecycle.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    StartApp,
+    /// Forward `sig` to the app as `sent` (after rewriting).
+    Forward {
+        sig: c_int,
+        sent: c_int,
+        to: Target,
+    },
+    /// SIGKILL to the app and its process group.
+    KillApp(Pid),
+    /// Stop graceinit itself (dumb-init's answer to SIGTSTP when not PID 1).
+    StopSelf,
+    /// Collect every child that has exited; answered with `Input::Reaped`.
+    Reap,
+    /// Run a phase's hooks in order on a task of their own, none started past `deadline`
+    /// and each cut at it.
+    RunHooks {
+        phase: HookPhase,
+        run: u64,
+        deadline: Option<Instant>,
+    },
+    /// Stop a phase's hooks now (their process groups are killed).
+    AbortHooks(HookPhase),
+    /// `sig` to whatever the app left behind (`app` is its process group); answered with
+    /// `Input::LeftoversSignalled`.
+    SignalLeftovers {
+        sig: c_int,
+        app: Pid,
+    },
+    /// Let output in flight reach stderr by `by`; answered with `Input::OutputFlushed`.
+    FlushOutput {
+        by: Instant,
+    },
+    /// Tell the drain's requesters how the pre_stop hooks went.
+    AnswerDrain {
+        waiters: Vec<u64>,
+        outcome: Result<String, String>,
+    },
+    /// Log a lifecycle event (it is also kept for `/status`).
+    Announce(Event),
+    Log(Level, String),
+    Exit(i32),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    Group(Pid),
+    Process(Pid),
+}
+
+/// What started the drain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    Signal(c_int),
+    /// `graceinit drain` or `/prestop`.
+    Request,
+}
+
+impl std::fmt::Display for Trigger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Trigger::Signal(sig) => write!(f, "{} received", signal_name(*sig)),
+            Trigger::Request => f.write_str("drain requested"),
+        }
+    }
+}
+
+/// Where the drain is, before its stop signal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DrainStage {
+    /// on_ready hooks still run: a registration in flight completes (until `stop_by`)
+    /// before the pre_stop hooks deregister.
+    WaitingForOnReady,
+    PreStop,
+    /// The pre_stop hooks are done after a drain request: the stop signal goes out on the
+    /// kubelet's SIGTERM, or at `stop_by`.
+    AwaitingSignal,
+    /// The stop signal is out, or the app was not running at the trigger.
+    Past,
+}
+
+#[derive(Clone, Debug)]
+pub(super) struct Drain {
+    pub trigger: Trigger,
+    pub deadlines: Deadlines,
+    pub stage: DrainStage,
+    /// A drain signal has come (the trigger, or the kubelet's SIGTERM after a request):
+    /// the stop signal goes out as soon as the pre_stop hooks are done.
+    signalled: bool,
+    /// Drain signals other than SIGTERM since the trigger.
+    presses: u32,
+    waiters: Vec<u64>,
+    /// How the pre_stop hooks went, once they are over.
+    outcome: Option<Result<String, String>>,
+    /// The first failure of a pre_stop hook with `on_failure = "fail"`.
+    failure: Option<String>,
+}
+
+/// How the app's last run ended, and what that means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Ending {
+    pub status: ExitStatus,
+    /// graceinit's exit code if it ends here.
+    pub code: i32,
+    /// A failure for `restart = "on-failure"`.
+    pub failed: bool,
+    pub ran_for: Duration,
+}
+
+/// Ending what the app left behind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Leftovers {
+    /// Waiting for the reaper to say whether anything is left.
+    Checking,
+    /// SIGTERM to them; `until` (or the drain's kill_at) they have to go.
+    Term { until: Instant, signalling: bool },
+    /// Rounds of SIGKILL until they are gone or `give_up`.
+    Kill {
+        started: Instant,
+        give_up: Instant,
+        /// When the next round goes out (None while one is going out).
+        next_round: Option<Instant>,
+    },
+}
+
+/// What follows once the leftovers are gone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Then {
+    PostStop,
+    Finish,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Stage {
+    /// StartApp is out; the app's pid (or its failure to start) comes next.
+    Starting,
+    /// The app runs.
+    Up,
+    /// The stop signal is out; SIGKILL at `kill_at`.
+    Stopping {
+        kill_at: Instant,
+        killed: bool,
+    },
+    /// The app has exited: ending what it left behind.
+    Ending {
+        ending: Ending,
+        leftovers: Leftovers,
+        then: Then,
+    },
+    /// post_stop hooks run.
+    PostStop {
+        ending: Ending,
+    },
+    /// Waiting to start the app again.
+    BackOff {
+        ending: Ending,
+        until: Instant,
+    },
+    /// Letting the output in flight reach stderr, then exit with `code`.
+    Flushing {
+        code: i32,
+        by: Instant,
+    },
+    Exited,
+}
+
+/// The app as the lifecycle knows it.
+#[derive(Clone, Debug, Default)]
+pub(super) struct App {
+    pub pid: Option<Pid>,
+    /// The last pid, kept after the exit: its process group is where leftovers are.
+    pub last_pid: Option<Pid>,
+    pub started_at: Option<Instant>,
+    pub restarts: u32,
+    pub last_exit: Option<ExitStatus>,
+    /// This run's post_start hooks failed: the app is being stopped for it.
+    failed_post_start: bool,
+}
+
+/// One hook's record, for `/status`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HookRecord {
+    pub phase: HookPhase,
+    pub index: usize,
+    pub kind: &'static str,
+    pub runs: u32,
+    /// How the last run went, and how long it took.
+    pub last: Option<(Outcome, Duration)>,
+}
+
+pub struct Lifecycle {
+    pub(super) settings: Arc<Settings>,
+    command_name: String,
+    pid1: bool,
+    pub(super) stage: Stage,
+    pub(super) app: App,
+    /// post_start is done for this run of the app.
+    pub(super) started: bool,
+    pub(super) ready: bool,
+    /// The current run of each phase (PostStart, OnReady, PreStop, PostStop), if any.
+    runs: [Option<u64>; 4],
+    last_run: u64,
+    pub(super) drain: Option<Drain>,
+    backoff: Backoff,
+    pub(super) events: EventLog,
+    events_recorded: u64,
+    pub(super) hooks: Vec<HookRecord>,
+    revision: u64,
+    out: Vec<Action>,
+}
+
+fn action_kind(action: &Action_) -> &'static str {
+    match action {
+        Action_::Exec { .. } => "exec",
+        Action_::Http(_) => "http",
+        Action_::Tcp(_) => "tcp",
+        Action_::Sleep(_) => "sleep",
+    }
+}
+
+/// Where a phase's run is kept, in arrays of four.
+pub(super) fn slot(phase: HookPhase) -> usize {
+    match phase {
+        HookPhase::PostStart => 0,
+        HookPhase::OnReady => 1,
+        HookPhase::PreStop => 2,
+        HookPhase::PostStop => 3,
+    }
+}
+
+impl Lifecycle {
+    /// A lifecycle about to start the app; `command_name` is how events name it.
+    pub fn new(settings: Arc<Settings>, command_name: String, pid1: bool) -> Self {
+        let hooks = [
+            &settings.hooks.post_start,
+            &settings.hooks.on_ready,
+            &settings.hooks.pre_stop,
+            &settings.hooks.post_stop,
+        ]
+        .into_iter()
+        .flatten()
+        .map(|hook: &Hook| HookRecord {
+            phase: hook.phase,
+            index: hook.index,
+            kind: action_kind(&hook.action),
+            runs: 0,
+            last: None,
+        })
+        .collect();
+        Lifecycle {
+            backoff: Backoff::new(settings.restart_backoff, settings.restart_backoff_max),
+            settings,
+            command_name,
+            pid1,
+            stage: Stage::Starting,
+            app: App::default(),
+            started: false,
+            ready: false,
+            runs: [None; 4],
+            last_run: 0,
+            drain: None,
+            events: EventLog::default(),
+            events_recorded: 0,
+            hooks,
+            revision: 0,
+            out: Vec::new(),
+        }
+    }
+
+    /// The first actions: start the app.
+    pub fn start(&mut self) -> Vec<Action> {
+        vec![Action::StartApp]
+    }
+
+    /// The one place the lifecycle changes.
+    pub fn on(&mut self, input: Input, now: Instant) -> Vec<Action> {
+        let before = self.marker();
+        match input {
+            Input::Signal(sig) => self.on_signal(sig, now),
+            Input::Reaped(children) => self.on_reaped(children, now),
+            Input::AppStarted(pid) => self.on_app_started(pid, now),
+            Input::AppNotStarted(code) => self.on_app_not_started(code, now),
+            Input::AppExited(pid, status) => self.on_app_exited(pid, status, now),
+            Input::HookDone {
+                phase,
+                run,
+                index,
+                on_failure,
+                report,
+            } => self.on_hook_done(phase, run, index, on_failure, report, now),
+            Input::PhaseDone { phase, run, ok } => self.on_phase_done(phase, run, ok, now),
+            Input::LeftoversSignalled => self.on_leftovers_signalled(now),
+            Input::OutputFlushed => self.on_output_flushed(),
+            Input::DrainRequested(waiter) => self.on_drain_requested(waiter, now),
+            Input::Timer => self.on_timer(now),
+        }
+        if self.marker() != before {
+            self.revision += 1;
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    /// The next time the lifecycle has something to do without an input.
+    pub fn wake_at(&self) -> Option<Instant> {
+        match self.stage {
+            Stage::Starting | Stage::Exited => None,
+            Stage::Up => self.drain.as_ref().and_then(|drain| match drain.stage {
+                DrainStage::WaitingForOnReady
+                | DrainStage::PreStop
+                | DrainStage::AwaitingSignal => Some(drain.deadlines.stop_by),
+                DrainStage::Past => None,
+            }),
+            Stage::Stopping { kill_at, killed } => (!killed).then_some(kill_at),
+            Stage::Ending { leftovers, .. } => match leftovers {
+                Leftovers::Checking
+                | Leftovers::Term {
+                    signalling: true, ..
+                } => None,
+                Leftovers::Term { until, .. } => Some(self.cut_at_kill_at(until)),
+                Leftovers::Kill { next_round, .. } => next_round,
+            },
+            Stage::PostStop { .. } => self.exit_deadline(),
+            Stage::BackOff { until, .. } => Some(until),
+            Stage::Flushing { by, .. } => Some(by),
+        }
+    }
+
+    /// Changes whenever what the snapshot shows changes.
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        snapshot::of(self)
+    }
+
+    /// The drain's SIGKILL time, which graceinit must not outlive: Kubernetes kills the
+    /// container then.
+    pub(super) fn exit_deadline(&self) -> Option<Instant> {
+        self.drain.as_ref().map(|drain| drain.deadlines.kill_at)
+    }
+
+    fn cut_at_kill_at(&self, time: Instant) -> Instant {
+        self.exit_deadline()
+            .map_or(time, |kill_at| kill_at.min(time))
+    }
+
+    /// What the snapshot shows, in brief: a change here is a new revision.
+    fn marker(&self) -> impl PartialEq + use<> {
+        (
+            self.stage,
+            self.started,
+            self.ready,
+            self.app.pid,
+            self.app.restarts,
+            self.events_recorded,
+            self.hooks.iter().map(|h| h.runs).sum::<u32>(),
+            self.drain
+                .as_ref()
+                .map(|d| (d.stage, d.outcome.is_some(), d.signalled)),
+        )
+    }
+
+    // --- signals ---
+
+    fn on_signal(&mut self, sig: c_int, now: Instant) {
+        if sig == libc::SIGCHLD {
+            self.out.push(Action::Reap);
+        } else if self.settings.drain_signals.contains(&sig) {
+            self.on_drain_signal(sig, now);
+        } else if let Some(pid) = self.app.pid {
+            self.forward(sig, pid);
+            if sig == libc::SIGTSTP && !self.pid1 {
+                // dumb-init: stop ourselves too, so the shell that ran us sees the job
+                // stop; its SIGCONT then reaches us and is forwarded.
+                self.out.push(Action::StopSelf);
+            }
+        } else {
+            self.log(
+                Level::INFO,
+                format!(
+                    "{} while the app is not running: nothing to forward it to",
+                    signal_name(sig)
+                ),
+            );
+        }
+    }
+
+    /// `sig`, rewritten, to the app's process group or the app alone.
+    fn forward(&mut self, sig: c_int, pid: Pid) {
+        let Some(sent) = self.settings.rewrite.apply(sig) else {
+            self.log(
+                Level::DEBUG,
+                format!("dropped {} (rewrite to 0)", signal_name(sig)),
+            );
+            return;
+        };
+        let to = match self.settings.signal_target {
+            SignalTarget::Group => Target::Group(pid),
+            SignalTarget::Child => Target::Process(pid),
+        };
+        self.out.push(Action::Forward { sig, sent, to });
+    }
+
+    fn on_drain_signal(&mut self, sig: c_int, now: Instant) {
+        let Some(drain) = &mut self.drain else {
+            self.begin_drain(Trigger::Signal(sig), now);
+            return;
+        };
+        if !drain.signalled {
+            // The drain came from a request (a preStop hook); this is the kubelet's
+            // SIGTERM, which it sends once the preStop hook has returned.
+            drain.signalled = true;
+            match drain.stage {
+                DrainStage::AwaitingSignal => self.send_stop_signal(),
+                DrainStage::WaitingForOnReady | DrainStage::PreStop => self.log(
+                    Level::INFO,
+                    format!(
+                        "{} during the requested drain: the stop signal goes out when the pre_stop hooks are done",
+                        signal_name(sig)
+                    ),
+                ),
+                DrainStage::Past => {}
+            }
+            return;
+        }
+        if sig != libc::SIGTERM {
+            drain.presses += 1;
+        }
+        let before_stop = matches!(
+            drain.stage,
+            DrainStage::WaitingForOnReady | DrainStage::PreStop | DrainStage::AwaitingSignal
+        );
+        let name = signal_name(sig);
+        match (escalation(sig, drain.presses), self.stage) {
+            (Escalation::Ignore, _) => self.log(
+                Level::WARN,
+                format!("{name} during the drain: the drain is already under way"),
+            ),
+            (Escalation::StopNow, Stage::Starting | Stage::Up) if before_stop => {
+                self.log(
+                    Level::WARN,
+                    format!("{name} during the drain: skipping the remaining pre_stop hooks"),
+                );
+                self.abort(HookPhase::OnReady);
+                self.abort(HookPhase::PreStop);
+                self.settle_pre_stop(Err(format!("skipped: {name} during the drain")));
+                self.send_stop_signal();
+            }
+            (Escalation::StopNow, Stage::Stopping { .. }) => self.log(
+                Level::WARN,
+                format!(
+                    "{name} during the drain: the app already has its stop signal; once more kills it"
+                ),
+            ),
+            (Escalation::KillNow, Stage::Up | Stage::Stopping { .. }) => {
+                self.log(
+                    Level::WARN,
+                    format!("{name} during the drain, again: killing the app now"),
+                );
+                self.kill_app(now);
+            }
+            _ => self.log(
+                Level::INFO,
+                format!("{name} during the drain: the app is not running"),
+            ),
+        }
+    }
+
+    // --- the drain ---
+
+    /// The drain, started once whatever triggers it: not ready at once, deadlines fixed
+    /// now, pre_stop hooks in order, the stop signal by `stop_by`, SIGKILL at `kill_at`.
+    fn begin_drain(&mut self, trigger: Trigger, now: Instant) {
+        let settings = &self.settings;
+        let deadlines = Deadlines::from_trigger(now, settings.grace_period, settings.stop_timeout);
+        let grace = humantime::format_duration(settings.grace_period);
+        let hooks = settings.hooks.pre_stop.len();
+        self.ready = false;
+        let mut drain = Drain {
+            trigger,
+            deadlines,
+            stage: DrainStage::Past,
+            signalled: matches!(trigger, Trigger::Signal(_)),
+            presses: 0,
+            waiters: Vec::new(),
+            outcome: None,
+            failure: None,
+        };
+        match &mut self.stage {
+            Stage::Starting | Stage::Up => {
+                self.record(
+                    Reason::DrainStarted,
+                    format!(
+                        "{trigger}: {hooks} pre_stop hook(s), stop signal by {:?}, SIGKILL at {:?}",
+                        deadlines.stop_by - now,
+                        deadlines.kill_at - now,
+                    ),
+                    now,
+                );
+                drain.stage = DrainStage::PreStop;
+                self.drain = Some(drain);
+                if self.runs[slot(HookPhase::OnReady)].is_some() {
+                    self.set_drain_stage(DrainStage::WaitingForOnReady);
+                } else {
+                    self.run_pre_stop();
+                }
+            }
+            Stage::Stopping { kill_at, .. } => {
+                // Stopping after a failed post_start: no hook runs, but the SIGKILL comes no
+                // later than the drain's would.
+                *kill_at = (*kill_at).min(deadlines.kill_at);
+                drain.outcome = Some(Ok("the app was already stopping".into()));
+                self.drain = Some(drain);
+                self.record(
+                    Reason::DrainStarted,
+                    format!(
+                        "{trigger} while the app stops after a failed post_start hook: exiting within {grace} (the grace period)"
+                    ),
+                    now,
+                );
+            }
+            Stage::BackOff { ending, .. } => {
+                let ending = *ending;
+                drain.outcome = Some(Ok("the app was not running".into()));
+                self.drain = Some(drain);
+                self.record(
+                    Reason::DrainStarted,
+                    format!(
+                        "{trigger} during the back-off: not restarting; exiting with {}",
+                        ending.code
+                    ),
+                    now,
+                );
+                self.flush_and_exit(ending.code, now);
+            }
+            Stage::Ending { .. } | Stage::PostStop { .. } | Stage::Flushing { .. } => {
+                // kill_at is fixed all the same: the kubelet's SIGKILL comes at the grace
+                // period's end, and graceinit exits by then.
+                drain.outcome = Some(Ok("the app was not running".into()));
+                self.drain = Some(drain);
+                self.record(
+                    Reason::DrainStarted,
+                    format!(
+                        "{trigger} after the app exited: exiting within {grace} (the grace period)"
+                    ),
+                    now,
+                );
+                if let Stage::Flushing { by, .. } = &mut self.stage {
+                    *by = (*by).min(deadlines.kill_at);
+                }
+            }
+            Stage::Exited => {}
+        }
+    }
+
+    fn set_drain_stage(&mut self, stage: DrainStage) {
+        if let Some(drain) = &mut self.drain {
+            drain.stage = stage;
+        }
+    }
+
+    fn run_pre_stop(&mut self) {
+        let Some(drain) = &self.drain else { return };
+        let stop_by = drain.deadlines.stop_by;
+        self.set_drain_stage(DrainStage::PreStop);
+        if self.settings.hooks.pre_stop.is_empty() {
+            self.pre_stop_finished(Ok("no pre_stop hooks".into()));
+        } else {
+            self.run_hooks(HookPhase::PreStop, Some(stop_by));
+        }
+    }
+
+    /// The pre_stop hooks have run: the stop signal goes out if a drain signal has come;
+    /// after a drain request it waits for the kubelet's SIGTERM (or `stop_by`).
+    fn pre_stop_finished(&mut self, outcome: Result<String, String>) {
+        self.settle_pre_stop(outcome);
+        let Some(drain) = &self.drain else { return };
+        if drain.stage != DrainStage::PreStop {
+            // The stop signal went out already (at stop_by, or pressed).
+            return;
+        }
+        if drain.signalled {
+            self.send_stop_signal();
+        } else {
+            self.set_drain_stage(DrainStage::AwaitingSignal);
+            self.log(
+                Level::INFO,
+                "pre_stop hooks done: the stop signal goes out on SIGTERM, or at the stop deadline"
+                    .into(),
+            );
+        }
+    }
+
+    /// How the pre_stop part of the drain went, once: requesters get their answer.
+    fn settle_pre_stop(&mut self, outcome: Result<String, String>) {
+        let Some(drain) = &mut self.drain else { return };
+        if drain.outcome.is_some() {
+            return;
+        }
+        drain.outcome = Some(outcome.clone());
+        let waiters = std::mem::take(&mut drain.waiters);
+        if !waiters.is_empty() {
+            self.out.push(Action::AnswerDrain { waiters, outcome });
+        }
+    }
+
+    /// The drain's stop signal: its pre-stop part is over, the app has until `kill_at`.
+    fn send_stop_signal(&mut self) {
+        let Some(drain) = &mut self.drain else { return };
+        drain.stage = DrainStage::Past;
+        let kill_at = drain.deadlines.kill_at;
+        if let Some(pid) = self.app.pid {
+            self.stop_app(pid, kill_at);
+        }
+    }
+
+    /// The stop signal to the app, SIGKILL at `kill_at`.
+    fn stop_app(&mut self, pid: Pid, kill_at: Instant) {
+        if self.abort(HookPhase::OnReady) {
+            self.log(
+                Level::WARN,
+                "on_ready hooks still running when the app is stopped: aborted".into(),
+            );
+        }
+        self.stage = Stage::Stopping {
+            kill_at,
+            killed: false,
+        };
+        let stop_signal = self.settings.stop_signal;
+        self.log(
+            Level::INFO,
+            format!(
+                "sending the stop signal {} to the app",
+                signal_name(stop_signal)
+            ),
+        );
+        self.forward(stop_signal, pid);
+    }
+
+    fn kill_app(&mut self, now: Instant) {
+        let Some(pid) = self.app.pid else { return };
+        if let Stage::Up = self.stage {
+            // Killed before its stop signal: the drain's pre-stop part is over too.
+            self.abort(HookPhase::OnReady);
+            self.abort(HookPhase::PreStop);
+            self.settle_pre_stop(Err("the app was killed".into()));
+            self.set_drain_stage(DrainStage::Past);
+        }
+        let kill_at = match self.stage {
+            Stage::Stopping { kill_at, .. } => kill_at,
+            _ => now,
+        };
+        self.stage = Stage::Stopping {
+            kill_at,
+            killed: true,
+        };
+        self.record(
+            Reason::Killing,
+            format!("sending SIGKILL to the app (pid {pid}) and its process group"),
+            now,
+        );
+        self.out.push(Action::KillApp(pid));
+    }
+
+    fn on_drain_requested(&mut self, waiter: u64, now: Instant) {
+        if self.drain.is_none() {
+            self.begin_drain(Trigger::Request, now);
+        }
+        let Some(drain) = &mut self.drain else {
+            // Exited: nothing to drain.
+            self.out.push(Action::AnswerDrain {
+                waiters: vec![waiter],
+                outcome: Ok("graceinit is exiting".into()),
+            });
+            return;
+        };
+        match &drain.outcome {
+            Some(outcome) => {
+                let outcome = outcome.clone();
+                self.out.push(Action::AnswerDrain {
+                    waiters: vec![waiter],
+                    outcome,
+                });
+            }
+            None => drain.waiters.push(waiter),
+        }
+    }
+
+    // --- the app ---
+
+    fn start_app(&mut self) {
+        self.stage = Stage::Starting;
+        self.out.push(Action::StartApp);
+    }
+
+    fn on_app_started(&mut self, pid: Pid, now: Instant) {
+        self.stage = Stage::Up;
+        self.app.pid = Some(pid);
+        self.app.last_pid = Some(pid);
+        self.app.started_at = Some(now);
+        self.app.failed_post_start = false;
+        self.started = false;
+        if let Some(drain) = &self.drain {
+            if drain.stage == DrainStage::Past {
+                // A drain that came while the app was being started: stop it now.
+                let kill_at = drain.deadlines.kill_at;
+                self.stop_app(pid, kill_at);
+                return;
+            }
+        }
+        let restart = match self.app.restarts {
+            0 => String::new(),
+            n => format!(" (restart {n})"),
+        };
+        self.record(
+            Reason::Started,
+            format!("app {} is pid {pid}{restart}", self.command_name),
+            now,
+        );
+        if self.settings.hooks.post_start.is_empty() {
+            self.post_start_done();
+        } else {
+            self.run_hooks(HookPhase::PostStart, None);
+        }
+    }
+
+    fn on_app_not_started(&mut self, code: i32, now: Instant) {
+        if self.app.restarts == 0 {
+            // A command that cannot run at all fails at once, as under tini, whatever
+            // the restart policy: no retry would find it.
+            self.flush_and_exit(code, now);
+        } else {
+            self.app_ended(ExitStatus::Exited(code), now);
+        }
+    }
+
+    fn on_app_exited(&mut self, pid: Pid, status: ExitStatus, now: Instant) {
+        if self.app.pid != Some(pid) {
+            return;
+        }
+        self.app_ended(status, now);
+    }
+
+    /// The app is gone: its hooks stop, its leftovers go, then post_stop.
+    fn app_ended(&mut self, status: ExitStatus, now: Instant) {
+        self.app.pid = None;
+        self.app.last_exit = Some(status);
+        self.ready = false;
+        self.started = false;
+        self.abort(HookPhase::PostStart);
+        if self.abort(HookPhase::OnReady) {
+            self.log(
+                Level::WARN,
+                "on_ready hooks still running when the app is stopped: aborted".into(),
+            );
+        }
+        self.abort(HookPhase::PreStop);
+        self.settle_pre_stop(Err(
+            "the app exited before the pre_stop hooks were done".into()
+        ));
+        match &self.drain {
+            Some(drain) => {
+                let took = now - drain.deadlines.started_at;
+                self.record(
+                    Reason::DrainFinished,
+                    format!("the app exited ({status}) {took:.3?} after the trigger"),
+                    now,
+                );
+            }
+            None => self.log(Level::INFO, format!("the app exited ({status})")),
+        }
+        // Waiting for the kubelet's SIGTERM is over: there is nothing left to stop.
+        self.set_drain_stage(DrainStage::Past);
+        let failed_post_start = self.app.failed_post_start;
+        let ending = Ending {
+            status,
+            // Kubernetes kills the container of a failed postStart hook: graceinit says
+            // so with its own code rather than the status of the killed app.
+            code: if failed_post_start {
+                exit_code::FAILURE
+            } else {
+                exit_code::for_app(status, &self.settings.remap_exit)
+            },
+            failed: failed_post_start || !status.success(),
+            ran_for: self.app.started_at.map_or(Duration::ZERO, |t| now - t),
+        };
+        self.end_leftovers(ending, Then::PostStop);
+    }
+
+    // --- leftovers, post_stop, restart, exit ---
+
+    /// SIGTERM to every process left, SIGKILL after `kill_leftovers_after`, until all are
+    /// reaped: PID 1 exiting would SIGKILL them anyway, without a chance to finish (tini
+    /// #180, dumb-init #212), and a restarted app must not meet its predecessor's.
+    fn end_leftovers(&mut self, ending: Ending, then: Then) {
+        self.stage = Stage::Ending {
+            ending,
+            leftovers: Leftovers::Checking,
+            then,
+        };
+        self.out.push(Action::Reap);
+    }
+
+    fn set_leftovers(&mut self, step: Leftovers) {
+        if let Stage::Ending { leftovers, .. } = &mut self.stage {
+            *leftovers = step;
+        }
+    }
+
+    fn signal_leftovers(&mut self, sig: c_int) {
+        if let Some(app) = self.app.last_pid {
+            self.out.push(Action::SignalLeftovers { sig, app });
+        }
+    }
+
+    fn on_reaped(&mut self, children: Children, now: Instant) {
+        let Stage::Ending { leftovers, .. } = self.stage else {
+            return;
+        };
+        match (children, leftovers) {
+            (Children::None, _) => self.leftovers_gone(now),
+            (Children::Running, Leftovers::Checking) => {
+                let past_kill_at = self.exit_deadline().is_some_and(|kill_at| now >= kill_at);
+                if past_kill_at {
+                    // No time is left for a SIGTERM round.
+                    self.kill_leftovers(now);
+                } else {
+                    self.log(
+                        Level::INFO,
+                        "the app is gone: sending SIGTERM to the processes it left".into(),
+                    );
+                    self.set_leftovers(Leftovers::Term {
+                        until: now + self.settings.kill_leftovers_after,
+                        signalling: true,
+                    });
+                    self.signal_leftovers(libc::SIGTERM);
+                }
+            }
+            (Children::Running, _) => {}
+        }
+    }
+
+    fn kill_leftovers(&mut self, now: Instant) {
+        // Never past the drain's SIGKILL time (but one round at least).
+        let give_up = self.exit_deadline().map_or(now + AFTER_SIGKILL, |kill_at| {
+            kill_at.clamp(now + KILL_ROUND, now + AFTER_SIGKILL)
+        });
+        self.set_leftovers(Leftovers::Kill {
+            started: now,
+            give_up,
+            next_round: None,
+        });
+        self.signal_leftovers(libc::SIGKILL);
+    }
+
+    fn on_leftovers_signalled(&mut self, now: Instant) {
+        let Stage::Ending { leftovers, .. } = self.stage else {
+            return;
+        };
+        match leftovers {
+            Leftovers::Term {
+                until,
+                signalling: true,
+            } => self.set_leftovers(Leftovers::Term {
+                until,
+                signalling: false,
+            }),
+            Leftovers::Kill {
+                started,
+                give_up,
+                next_round: None,
+            } => self.set_leftovers(Leftovers::Kill {
+                started,
+                give_up,
+                next_round: Some((now + KILL_ROUND).min(give_up)),
+            }),
+            _ => {}
+        }
+    }
+
+    fn leftovers_gone(&mut self, now: Instant) {
+        let Stage::Ending { ending, then, .. } = self.stage else {
+            return;
+        };
+        match then {
+            Then::PostStop if !self.settings.hooks.post_stop.is_empty() => {
+                if self.exit_deadline().is_some_and(|kill_at| now >= kill_at) {
+                    self.log(
+                        Level::WARN,
+                        "the drain's SIGKILL time has passed: not running the post_stop hooks"
+                            .into(),
+                    );
+                    self.after_exit(ending, now);
+                } else {
+                    self.stage = Stage::PostStop { ending };
+                    self.run_hooks(HookPhase::PostStop, self.exit_deadline());
+                }
+            }
+            Then::PostStop | Then::Finish => self.after_exit(ending, now),
+        }
+    }
+
+    /// Restart (the policy allows, no drain) or exit.
+    fn after_exit(&mut self, ending: Ending, now: Instant) {
+        let restart = self.drain.is_none()
+            && match self.settings.restart {
+                RestartPolicy::Never => false,
+                RestartPolicy::OnFailure => ending.failed,
+                RestartPolicy::Always => true,
+            };
+        if !restart {
+            self.flush_and_exit(ending.code, now);
+            return;
+        }
+        let delay = self.backoff.delay(ending.ran_for);
+        self.app.restarts += 1;
+        self.record(
+            Reason::BackOff,
+            format!(
+                "restart {} in {} (the app ended with {})",
+                self.app.restarts,
+                humantime::format_duration(delay),
+                ending.status
+            ),
+            now,
+        );
+        if delay.is_zero() {
+            self.start_app();
+        } else {
+            self.stage = Stage::BackOff {
+                ending,
+                until: now + delay,
+            };
+        }
+    }
+
+    fn flush_and_exit(&mut self, code: i32, now: Instant) {
+        let by = self.cut_at_kill_at(now + OUTPUT_AT_EXIT);
+        self.stage = Stage::Flushing { code, by };
+        self.out.push(Action::FlushOutput { by });
+    }
+
+    fn on_output_flushed(&mut self) {
+        if let Stage::Flushing { code, .. } = self.stage {
+            self.exit(code);
+        }
+    }
+
+    fn exit(&mut self, code: i32) {
+        self.stage = Stage::Exited;
+        self.out.push(Action::Exit(code));
+    }
+
+    // --- hooks ---
+
+    fn run_hooks(&mut self, phase: HookPhase, deadline: Option<Instant>) {
+        self.last_run += 1;
+        let run = self.last_run;
+        self.runs[slot(phase)] = Some(run);
+        self.out.push(Action::RunHooks {
+            phase,
+            run,
+            deadline,
+        });
+    }
+
+    /// Aborts the phase's run if one is under way; true if so.
+    fn abort(&mut self, phase: HookPhase) -> bool {
+        if self.runs[slot(phase)].take().is_some() {
+            self.out.push(Action::AbortHooks(phase));
+            true
+        } else {
+            false
+        }
+    }
+
+    fn on_hook_done(
+        &mut self,
+        phase: HookPhase,
+        run: u64,
+        index: usize,
+        on_failure: OnFailure,
+        report: Report,
+        now: Instant,
+    ) {
+        if let Some(record) = self
+            .hooks
+            .iter_mut()
+            .find(|h| h.phase == phase && h.index == index)
+        {
+            record.runs += 1;
+            record.last = Some((report.outcome.clone(), report.took));
+        }
+        if report.outcome.is_success() {
+            return;
+        }
+        let message = format!("{}: {}", report.label, report.outcome.describe());
+        match (phase, on_failure) {
+            (_, OnFailure::Ignore) => {
+                self.log(Level::INFO, format!("{message} (on_failure = \"ignore\")"))
+            }
+            (HookPhase::PostStart, _) => self.record(Reason::FailedPostStartHook, message, now),
+            (HookPhase::PreStop, _) => {
+                if let Some(drain) = &mut self.drain {
+                    if on_failure == OnFailure::Fail
+                        && drain.failure.is_none()
+                        && self.runs[slot(phase)] == Some(run)
+                    {
+                        drain.failure = Some(message.clone());
+                    }
+                }
+                self.record(Reason::FailedPreStopHook, message, now);
+            }
+            _ => self.log(Level::WARN, format!("hook failed: {message}")),
+        }
+    }
+
+    fn on_phase_done(&mut self, phase: HookPhase, run: u64, ok: bool, now: Instant) {
+        if self.runs[slot(phase)] != Some(run) {
+            // An aborted run's last word.
+            return;
+        }
+        self.runs[slot(phase)] = None;
+        match phase {
+            HookPhase::PostStart if ok => self.post_start_done(),
+            HookPhase::PostStart => self.post_start_failed(now),
+            HookPhase::OnReady => {
+                if self
+                    .drain
+                    .as_ref()
+                    .is_some_and(|d| d.stage == DrainStage::WaitingForOnReady)
+                {
+                    self.run_pre_stop();
+                }
+            }
+            HookPhase::PreStop => {
+                let count = self.settings.hooks.pre_stop.len();
+                let outcome = match self.drain.as_mut().and_then(|d| d.failure.take()) {
+                    Some(failure) if !ok => Err(failure),
+                    _ if !ok => Err("a pre_stop hook failed".into()),
+                    _ => Ok(format!("{count} pre_stop hook(s) done")),
+                };
+                self.pre_stop_finished(outcome);
+            }
+            HookPhase::PostStop => {
+                if let Stage::PostStop { ending } = self.stage {
+                    self.end_leftovers(ending, Then::Finish);
+                }
+            }
+        }
+    }
+
+    fn post_start_done(&mut self) {
+        if self.stage != Stage::Up {
+            return;
+        }
+        self.started = true;
+        if self.drain.is_some() {
+            return;
+        }
+        self.ready = true;
+        self.log(Level::INFO, "the app is ready".into());
+        if !self.settings.hooks.on_ready.is_empty() {
+            self.run_hooks(HookPhase::OnReady, None);
+        }
+    }
+
+    /// Kubernetes: "If a PostStart hook fails, it kills the Container." The restart policy
+    /// then applies.
+    fn post_start_failed(&mut self, now: Instant) {
+        let (Stage::Up, None, Some(pid)) = (self.stage, &self.drain, self.app.pid) else {
+            // Draining already: the app is being stopped anyway.
+            return;
+        };
+        self.app.failed_post_start = true;
+        self.stop_app(pid, now + self.settings.stop_timeout);
+    }
+
+    // --- time ---
+
+    fn on_timer(&mut self, now: Instant) {
+        match self.stage {
+            Stage::Up => self.on_stop_by(now),
+            Stage::Stopping {
+                kill_at,
+                killed: false,
+            } if now >= kill_at => self.kill_app(now),
+            Stage::Ending { leftovers, .. } => self.on_leftovers_timer(leftovers, now),
+            Stage::PostStop { ending }
+                if self.exit_deadline().is_some_and(|kill_at| now >= kill_at) =>
+            {
+                self.abort(HookPhase::PostStop);
+                self.log(
+                    Level::WARN,
+                    "post_stop hooks still running at the drain's SIGKILL time: cut short".into(),
+                );
+                self.end_leftovers(ending, Then::Finish);
+            }
+            Stage::BackOff { until, .. } if now >= until => self.start_app(),
+            Stage::Flushing { code, by } if now >= by => self.exit(code),
+            _ => {}
+        }
+    }
+
+    /// The drain's stop_by: the stop signal goes out now, whatever the hooks are doing.
+    fn on_stop_by(&mut self, now: Instant) {
+        let Some(drain) = &self.drain else { return };
+        if now < drain.deadlines.stop_by {
+            return;
+        }
+        match drain.stage {
+            DrainStage::WaitingForOnReady => {
+                self.abort(HookPhase::OnReady);
+                self.log(
+                    Level::WARN,
+                    "on_ready hooks still running at the stop deadline: aborted".into(),
+                );
+                let skipped: Vec<String> = self
+                    .settings
+                    .hooks
+                    .pre_stop
+                    .iter()
+                    .map(Hook::label)
+                    .collect();
+                if !skipped.is_empty() {
+                    self.log(
+                        Level::WARN,
+                        format!(
+                            "the drain deadline has passed: not starting {}",
+                            skipped.join(", ")
+                        ),
+                    );
+                }
+                self.settle_pre_stop(Err(
+                    "the stop deadline came before the pre_stop hooks could run".into(),
+                ));
+                self.send_stop_signal();
+            }
+            DrainStage::PreStop => {
+                self.log(
+                    Level::WARN,
+                    "pre_stop hooks still running at the stop deadline: sending the stop signal now"
+                        .into(),
+                );
+                // The hooks are cut at this same deadline by their runner and still report.
+                self.send_stop_signal();
+            }
+            DrainStage::AwaitingSignal => {
+                self.log(
+                    Level::INFO,
+                    "no SIGTERM by the stop deadline: sending the stop signal now".into(),
+                );
+                self.send_stop_signal();
+            }
+            DrainStage::Past => {}
+        }
+    }
+
+    fn on_leftovers_timer(&mut self, leftovers: Leftovers, now: Instant) {
+        match leftovers {
+            Leftovers::Term {
+                until,
+                signalling: false,
+            } if now >= self.cut_at_kill_at(until) => {
+                self.log(
+                    Level::WARN,
+                    "processes left by the app outlived SIGTERM: sending SIGKILL".into(),
+                );
+                self.kill_leftovers(now);
+            }
+            Leftovers::Kill {
+                started,
+                give_up,
+                next_round: Some(round),
+            } if now >= round => {
+                if now >= give_up {
+                    self.log(
+                        Level::WARN,
+                        format!(
+                            "processes survived SIGKILL for {:?} (uninterruptible sleep?); exiting anyway",
+                            now - started
+                        ),
+                    );
+                    self.leftovers_gone(now);
+                } else {
+                    self.set_leftovers(Leftovers::Kill {
+                        started,
+                        give_up,
+                        next_round: None,
+                    });
+                    self.out.push(Action::Reap);
+                    self.signal_leftovers(libc::SIGKILL);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    // --- the record ---
+
+    fn record(&mut self, reason: Reason, message: String, now: Instant) {
+        let event = Event {
+            at: now,
+            reason,
+            message,
+        };
+        self.events.keep(event.clone());
+        self.events_recorded += 1;
+        self.out.push(Action::Announce(event));
+    }
+
+    fn log(&mut self, level: Level, message: String) {
+        self.out.push(Action::Log(level, message));
+    }
+}
+
+#[cfg(test)]
+#[path = "lifecycle_tests.rs"]
+mod tests;
