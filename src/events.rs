@@ -13,6 +13,7 @@ pub enum Reason {
     FailedPostStartHook,
     FailedPreStopHook,
     Killing,
+    Unhealthy,
     BackOff,
     DrainStarted,
     DrainFinished,
@@ -25,6 +26,7 @@ impl Reason {
             Reason::FailedPostStartHook
                 | Reason::FailedPreStopHook
                 | Reason::Killing
+                | Reason::Unhealthy
                 | Reason::BackOff
         )
     }

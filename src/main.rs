@@ -9,13 +9,17 @@
 mod cli;
 mod commands;
 mod config;
+mod control;
 mod events;
 mod exit_code;
 mod hooks;
+mod http;
 mod logging;
+mod probes;
 mod reaper;
 mod runtime;
 mod signals;
+mod status;
 mod supervisor;
 mod sys;
 

@@ -181,7 +181,6 @@ pub struct Probes {
 /// Kubernetes' probe fields, with Kubernetes' defaults.
 #[derive(Debug, Clone)]
 pub struct Probe {
-    #[allow(dead_code, reason = "read once probes run")]
     pub action: Action,
     /// `action` as written, `${VAR}`s unexpanded: what `check` shows.
     pub as_written: Action,
@@ -205,12 +204,6 @@ impl Settings {
     /// Parts of the design this version parses and validates but does not run yet.
     pub fn not_yet_active(&self) -> Vec<&'static str> {
         let mut parts = Vec::new();
-        if self.probes.startup.is_some()
-            || self.probes.liveness.is_some()
-            || self.probes.readiness.is_some()
-        {
-            parts.push("[probes]");
-        }
         if self.http.listen.is_some() {
             parts.push("[http] listen");
         }

@@ -8,7 +8,6 @@ use tokio::time::Instant;
 
 use super::Outcome;
 use super::relay::{OUTPUT_GRACE, Relays};
-use crate::config::Hook;
 use crate::logging::{HookSource, Stream};
 use crate::reaper::Reaper;
 use crate::sys::process::signal_group;
@@ -20,7 +19,7 @@ use crate::sys::process::signal_group;
 pub async fn run(
     reaper: &Reaper,
     relays: &Relays,
-    hook: &Hook,
+    (phase, index): (&'static str, usize),
     argv: &[String],
     env: &BTreeMap<String, String>,
     workdir: Option<&str>,
@@ -58,8 +57,8 @@ pub async fn run(
     };
     let group = KillGroupOnDrop(spawned.pid);
     let source = |stream| HookSource {
-        phase: hook.phase.name(),
-        index: hook.index,
+        phase,
+        index,
         stream,
     };
     let stdout_done = relays.start(out_reader.into(), source(Stream::Stdout));

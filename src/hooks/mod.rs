@@ -88,7 +88,58 @@ impl Runner {
             Outcome::TimedOut(hook.timeout)
         };
         tracing::info!(hook = %label, action = %hook.action, "running hook");
-        let outcome = match &hook.action {
+        let outcome = self
+            .perform(
+                &hook.action,
+                (hook.phase.name(), hook.index),
+                started,
+                limit,
+                expired,
+            )
+            .await;
+        let report = Report {
+            label,
+            outcome,
+            took: started.elapsed(),
+        };
+        tracing::info!(hook = %report.label, outcome = %report.outcome.describe(), took = ?report.took, "hook finished");
+        report
+    }
+
+    /// One run of a probe's action, cut at `timeout`: Ok, or why it failed.
+    pub async fn check(
+        &self,
+        name: &'static str,
+        action: &Action,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let started = Instant::now();
+        let outcome = self
+            .perform(
+                action,
+                (name, 1),
+                started,
+                started + timeout,
+                Outcome::TimedOut(timeout),
+            )
+            .await;
+        match outcome {
+            Outcome::Succeeded => Ok(()),
+            other => Err(other.describe()),
+        }
+    }
+
+    /// Runs `action` until `limit`, when it ends as `expired`. `source` names exec output
+    /// lines (`[pre_stop#1]`).
+    async fn perform(
+        &self,
+        action: &Action,
+        source: (&'static str, usize),
+        started: Instant,
+        limit: Instant,
+        expired: Outcome,
+    ) -> Outcome {
+        match action {
             // A sleep always succeeds, however it ends (DESIGN: hooks and probes).
             Action::Sleep(duration) => {
                 tokio::time::sleep_until((started + *duration).min(limit)).await;
@@ -98,7 +149,7 @@ impl Runner {
                 exec::run(
                     &self.reaper,
                     &self.relays,
-                    hook,
+                    source,
                     argv,
                     env,
                     workdir.as_deref(),
@@ -109,14 +160,7 @@ impl Runner {
             }
             Action::Http(request) => self.http(request, limit, expired).await,
             Action::Tcp(address) => tcp(address, limit, expired).await,
-        };
-        let report = Report {
-            label,
-            outcome,
-            took: started.elapsed(),
-        };
-        tracing::info!(hook = %report.label, outcome = %report.outcome.describe(), took = ?report.took, "hook finished");
-        report
+        }
     }
 
     async fn http(&self, request: &HttpRequest, limit: Instant, expired: Outcome) -> Outcome {

@@ -3,6 +3,7 @@
 //! (the app's pid, what a reap found) comes back as an input; what takes time (a hook
 //! phase, a scan of /proc, the flush) reports into the inbox when done.
 
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::process::Command;
 use std::sync::Arc;
@@ -13,12 +14,13 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use tracing::Level;
 
-use super::lifecycle::{Action, Input, Target, slot};
+use super::lifecycle::{Action, Input, Target, probe_of, slot};
 use crate::config::{Hook, HookPhase, OnFailure, Settings};
 use crate::events;
 use crate::exit_code;
 use crate::hooks::{Report, Runner};
 use crate::logging;
+use crate::probes::{self, ProbeKind};
 use crate::reaper::Reaper;
 use crate::signals::signal_name;
 use crate::sys;
@@ -33,6 +35,8 @@ pub(super) struct Executor {
     inbox: UnboundedSender<Input>,
     /// The running phase task of PostStart, OnReady, PreStop, PostStop.
     hook_runs: [Option<AbortHandle>; 4],
+    /// The running task of each probe.
+    probe_runs: HashMap<ProbeKind, AbortHandle>,
 }
 
 impl Executor {
@@ -53,6 +57,7 @@ impl Executor {
             take_terminal,
             inbox,
             hook_runs: Default::default(),
+            probe_runs: HashMap::new(),
         }
     }
 
@@ -80,14 +85,19 @@ impl Executor {
                     task.abort();
                 }
             }
+            Action::StartProbe { kind, run } => self.start_probe(kind, run),
+            Action::StopProbe(kind) => {
+                if let Some(task) = self.probe_runs.remove(&kind) {
+                    task.abort();
+                }
+            }
             Action::SignalLeftovers { sig, app } => return self.signal_leftovers(sig, app),
             Action::FlushOutput { by } => self.flush_output(by),
-            Action::AnswerDrain { waiters, outcome } => {
-                tracing::debug!(?waiters, ?outcome, "drain requesters answered");
-            }
             Action::Announce(event) => events::log(&event),
             Action::Log(level, message) => log(level, &message),
-            Action::Exit(_) => unreachable!("the loop exits"),
+            Action::AnswerDrain { .. } | Action::Exit(_) => {
+                unreachable!("the loop's own: {action:?}")
+            }
         }
         None
     }
@@ -152,6 +162,19 @@ impl Executor {
             let _ = inbox.send(Input::PhaseDone { phase, run, ok });
         });
         if let Some(earlier) = self.hook_runs[slot(phase)].replace(task.abort_handle()) {
+            earlier.abort();
+        }
+    }
+
+    fn start_probe(&mut self, kind: ProbeKind, run: u64) {
+        let Some(probe) = probe_of(&self.settings, kind) else {
+            return;
+        };
+        let inbox = self.inbox.clone();
+        let task = probes::spawn(kind, probe.clone(), self.runner.clone(), move |result| {
+            let _ = inbox.send(Input::ProbeResult { kind, run, result });
+        });
+        if let Some(earlier) = self.probe_runs.insert(kind, task.abort_handle()) {
             earlier.abort();
         }
     }

@@ -1,23 +1,31 @@
 //! The lifecycle as one piece of plain data, changed in one place: [`Lifecycle::on`]
-//! takes an input (a signal, the app's exit, a hook phase's result, a timer, a drain
-//! request) and the time, and returns the actions to take. No I/O happens here: the
-//! supervisor's loop feeds the inputs and its executor carries out the actions, so every
-//! transition can be tested without a process.
+//! takes an input (a signal, the app's exit, a hook phase's result, a probe's result, a
+//! timer, a drain request) and the time, and returns the actions to take. No I/O happens
+//! here: the supervisor's loop feeds the inputs and its executor carries out the actions,
+//! so every transition can be tested without a process.
 //!
 //! ```text
 //!            StartApp
-//!  starting ──(post_start ok)──> running ──(drain trigger)──> draining
-//!     │  └─(post_start fails: stop the app)                     │ pre_stop, stop signal,
-//!     │                                                          │ SIGKILL at kill_at
-//!     └───────────────(the app exits)──────────────> stopping <──┘
+//!  starting ──(post_start ok, startup probe ok)──> running ──(drain trigger)──> draining
+//!     │  └─(post_start fails, startup probe fails)    │ └─(liveness probe fails)   │
+//!     │       stop the app (a Stop, no drain)         │     pre_stop, stop the app │
+//!     └──────────────────(the app exits)──────────> stopping <────────────────────┘
 //!                                leftovers: SIGTERM, SIGKILL, all reaped; post_stop
 //!                          restart policy, no drain ──> backoff ──> starting
 //!                                          otherwise ──> exited (flush the log, exit)
 //! ```
 //!
-//! Where things are decided: a drain signal in `on_drain_signal`, the drain's deadlines in
-//! `begin_drain` (arithmetic in `deadlines`), the stop signal in `send_stop_signal`,
-//! SIGKILL in `kill_app`, a restart in `after_exit`.
+//! Two records say why the app is being stopped. A [`Stop`] belongs to one run of the
+//! app: graceinit decided to stop it (a drain, a failed post_start hook, a failed probe),
+//! with pre_stop hooks, a stop signal by `stop_by` and SIGKILL at `kill_at`. The
+//! [`DrainInfo`] belongs to graceinit: once a drain is triggered there is no restart and
+//! graceinit exits by its `kill_at`. A drain usually starts a Stop; one that comes while a
+//! Stop is under way joins it.
+//!
+//! Where things are decided: a drain signal in `on_drain_signal`, the deadlines in
+//! `begin_drain` and `begin_stop` (arithmetic in `deadlines`), the stop signal in
+//! `send_stop_signal`, SIGKILL in `kill_app`, a restart in `after_exit`, readiness in
+//! `update_ready`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,10 +37,13 @@ use tracing::Level;
 
 use super::deadlines::{Backoff, Deadlines, Escalation, escalation};
 use super::snapshot::{self, Snapshot};
-use crate::config::{Action as Action_, Hook, HookPhase, OnFailure, RestartPolicy, Settings};
+use crate::config::{
+    Action as HookAction, Hook, HookPhase, OnFailure, Probe, RestartPolicy, Settings,
+};
 use crate::events::{Event, EventLog, Reason};
 use crate::exit_code;
 use crate::hooks::{Outcome, Report};
+use crate::probes::ProbeKind;
 use crate::reaper::{Children, ExitStatus};
 use crate::signals::{SignalTarget, signal_name};
 
@@ -74,18 +85,18 @@ pub enum Input {
         run: u64,
         ok: bool,
     },
+    /// One run of a probe (of the probe task `run`): Ok, or why it failed.
+    ProbeResult {
+        kind: ProbeKind,
+        run: u64,
+        result: Result<(), String>,
+    },
     /// A round of signals to the app's leftovers has gone out.
     LeftoversSignalled,
     /// The output still in flight has reached stderr.
     OutputFlushed,
-    /// `graceinit drain` or `/prestop`: start or join the drain; the answer goes to `waiter`.
-    #[cfg_attr(
-        not(test),
-        allow(
-            dead_code,
-            reason = "sent by the control socket and /prestop (DESIGN: Endpoints)"
-        )
-    )]
+    /// `graceinit drain` or `/prestop`: start or join the drain; the answer goes to
+    /// `waiter`.
     DrainRequested(u64),
     /// A time given by `wake_at` has come.
     Timer,
@@ -116,6 +127,12 @@ pub enum Action {
     },
     /// Stop a phase's hooks now (their process groups are killed).
     AbortHooks(HookPhase),
+    /// Run a probe every period until stopped; its results carry `run`.
+    StartProbe {
+        kind: ProbeKind,
+        run: u64,
+    },
+    StopProbe(ProbeKind),
     /// `sig` to whatever the app left behind (`app` is its process group); answered with
     /// `Input::LeftoversSignalled`.
     SignalLeftovers {
@@ -160,9 +177,29 @@ impl std::fmt::Display for Trigger {
     }
 }
 
-/// Where the drain is, before its stop signal.
+/// Why graceinit stops the app.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DrainStage {
+pub enum StopCause {
+    Drain(Trigger),
+    /// Kubernetes: "If a PostStart hook fails, it kills the Container."
+    FailedPostStart,
+    /// A liveness or startup probe reached its failure threshold.
+    Unhealthy(ProbeKind),
+}
+
+impl std::fmt::Display for StopCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StopCause::Drain(trigger) => write!(f, "the drain ({trigger})"),
+            StopCause::FailedPostStart => f.write_str("a failed post_start hook"),
+            StopCause::Unhealthy(kind) => write!(f, "its {} probe failing", kind.name()),
+        }
+    }
+}
+
+/// Where a Stop is, before its stop signal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopStage {
     /// on_ready hooks still run: a registration in flight completes (until `stop_by`)
     /// before the pre_stop hooks deregister.
     WaitingForOnReady,
@@ -170,25 +207,40 @@ pub enum DrainStage {
     /// The pre_stop hooks are done after a drain request: the stop signal goes out on the
     /// kubelet's SIGTERM, or at `stop_by`.
     AwaitingSignal,
-    /// The stop signal is out, or the app was not running at the trigger.
+    /// The stop signal is out.
     Past,
 }
 
+/// graceinit stopping one run of the app: pre_stop hooks, the stop signal by `stop_by`,
+/// SIGKILL at `kill_at`.
 #[derive(Clone, Debug)]
-pub(super) struct Drain {
-    pub trigger: Trigger,
+pub(super) struct Stop {
+    pub cause: StopCause,
     pub deadlines: Deadlines,
-    pub stage: DrainStage,
-    /// A drain signal has come (the trigger, or the kubelet's SIGTERM after a request):
-    /// the stop signal goes out as soon as the pre_stop hooks are done.
+    pub stage: StopStage,
+    /// A drain signal has come, or no signal is awaited (the stop was graceinit's own
+    /// decision): the stop signal goes out as soon as the pre_stop hooks are done.
     signalled: bool,
-    /// Drain signals other than SIGTERM since the trigger.
+    /// Drain signals other than SIGTERM since the drain's trigger.
     presses: u32,
     waiters: Vec<u64>,
     /// How the pre_stop hooks went, once they are over.
     outcome: Option<Result<String, String>>,
     /// The first failure of a pre_stop hook with `on_failure = "fail"`.
     failure: Option<String>,
+}
+
+/// graceinit is draining: no more restarts, and graceinit is gone by `kill_at`.
+#[derive(Clone, Debug)]
+pub(super) struct DrainInfo {
+    pub trigger: Trigger,
+    pub deadlines: Deadlines,
+    pub stop_signal_at: Option<Instant>,
+    pub killed_at: Option<Instant>,
+    /// When the app exited.
+    pub finished_at: Option<Instant>,
+    /// How the pre_stop hooks went (kept once the Stop is over, for late requesters).
+    outcome: Option<Result<String, String>>,
 }
 
 /// How the app's last run ended, and what that means.
@@ -216,6 +268,10 @@ pub(super) enum Leftovers {
         /// When the next round goes out (None while one is going out).
         next_round: Option<Instant>,
     },
+    /// All reaped, but a round of signals is still going out (a scan of /proc on a
+    /// thread of its own): nothing new starts before it is over, or the round would
+    /// signal the restarted app or a post_stop hook as a leftover.
+    Reaped,
 }
 
 /// What follows once the leftovers are gone.
@@ -268,34 +324,63 @@ pub(super) struct App {
     pub started_at: Option<Instant>,
     pub restarts: u32,
     pub last_exit: Option<ExitStatus>,
-    /// This run's post_start hooks failed: the app is being stopped for it.
-    failed_post_start: bool,
+    /// This run's post_start hooks are done.
+    pub post_start_done: bool,
+    /// This run's on_ready hooks have been started.
+    on_ready_started: bool,
 }
 
-/// One hook's record, for `/status`.
+/// One hook's record, for `/status` and `/metrics`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HookRecord {
     pub phase: HookPhase,
     pub index: usize,
     pub kind: &'static str,
     pub runs: u32,
+    pub failures: u32,
     /// How the last run went, and how long it took.
     pub last: Option<(Outcome, Duration)>,
 }
 
+/// A probe's verdict after its thresholds (Kubernetes' prober results).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Health {
+    /// No verdict yet: not ready, but not a failure either.
+    Unknown,
+    Healthy,
+    Unhealthy,
+}
+
+/// One configured probe's record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbeRecord {
+    pub kind: ProbeKind,
+    pub health: Health,
+    /// The probe task now running, if any.
+    pub run: Option<u64>,
+    pub consecutive_successes: u32,
+    pub consecutive_failures: u32,
+    pub successes: u64,
+    pub failures: u64,
+    pub last_error: Option<String>,
+    success_threshold: u32,
+    failure_threshold: u32,
+}
+
 pub struct Lifecycle {
     pub(super) settings: Arc<Settings>,
-    command_name: String,
+    pub(super) command_name: String,
     pid1: bool,
     pub(super) stage: Stage,
     pub(super) app: App,
-    /// post_start is done for this run of the app.
-    pub(super) started: bool,
     pub(super) ready: bool,
     /// The current run of each phase (PostStart, OnReady, PreStop, PostStop), if any.
     runs: [Option<u64>; 4],
+    /// The last run id given to a hook phase or a probe task.
     last_run: u64,
-    pub(super) drain: Option<Drain>,
+    pub(super) stop: Option<Stop>,
+    pub(super) drain: Option<DrainInfo>,
+    pub(super) probes: Vec<ProbeRecord>,
     backoff: Backoff,
     pub(super) events: EventLog,
     events_recorded: u64,
@@ -304,12 +389,12 @@ pub struct Lifecycle {
     out: Vec<Action>,
 }
 
-fn action_kind(action: &Action_) -> &'static str {
+fn action_kind(action: &HookAction) -> &'static str {
     match action {
-        Action_::Exec { .. } => "exec",
-        Action_::Http(_) => "http",
-        Action_::Tcp(_) => "tcp",
-        Action_::Sleep(_) => "sleep",
+        HookAction::Exec { .. } => "exec",
+        HookAction::Http(_) => "http",
+        HookAction::Tcp(_) => "tcp",
+        HookAction::Sleep(_) => "sleep",
     }
 }
 
@@ -339,9 +424,28 @@ impl Lifecycle {
             index: hook.index,
             kind: action_kind(&hook.action),
             runs: 0,
+            failures: 0,
             last: None,
         })
         .collect();
+        let probes = ProbeKind::ALL
+            .into_iter()
+            .filter_map(|kind| {
+                let probe = probe_of(&settings, kind)?;
+                Some(ProbeRecord {
+                    kind,
+                    health: Health::Unknown,
+                    run: None,
+                    consecutive_successes: 0,
+                    consecutive_failures: 0,
+                    successes: 0,
+                    failures: 0,
+                    last_error: None,
+                    success_threshold: probe.success_threshold,
+                    failure_threshold: probe.failure_threshold,
+                })
+            })
+            .collect();
         Lifecycle {
             backoff: Backoff::new(settings.restart_backoff, settings.restart_backoff_max),
             settings,
@@ -349,11 +453,12 @@ impl Lifecycle {
             pid1,
             stage: Stage::Starting,
             app: App::default(),
-            started: false,
             ready: false,
             runs: [None; 4],
             last_run: 0,
+            stop: None,
             drain: None,
+            probes,
             events: EventLog::default(),
             events_recorded: 0,
             hooks,
@@ -384,6 +489,9 @@ impl Lifecycle {
                 report,
             } => self.on_hook_done(phase, run, index, on_failure, report, now),
             Input::PhaseDone { phase, run, ok } => self.on_phase_done(phase, run, ok, now),
+            Input::ProbeResult { kind, run, result } => {
+                self.on_probe_result(kind, run, result, now)
+            }
             Input::LeftoversSignalled => self.on_leftovers_signalled(now),
             Input::OutputFlushed => self.on_output_flushed(),
             Input::DrainRequested(waiter) => self.on_drain_requested(waiter, now),
@@ -399,15 +507,16 @@ impl Lifecycle {
     pub fn wake_at(&self) -> Option<Instant> {
         match self.stage {
             Stage::Starting | Stage::Exited => None,
-            Stage::Up => self.drain.as_ref().and_then(|drain| match drain.stage {
-                DrainStage::WaitingForOnReady
-                | DrainStage::PreStop
-                | DrainStage::AwaitingSignal => Some(drain.deadlines.stop_by),
-                DrainStage::Past => None,
+            Stage::Up => self.stop.as_ref().and_then(|stop| match stop.stage {
+                StopStage::WaitingForOnReady | StopStage::PreStop | StopStage::AwaitingSignal => {
+                    Some(stop.deadlines.stop_by)
+                }
+                StopStage::Past => None,
             }),
             Stage::Stopping { kill_at, killed } => (!killed).then_some(kill_at),
             Stage::Ending { leftovers, .. } => match leftovers {
                 Leftovers::Checking
+                | Leftovers::Reaped
                 | Leftovers::Term {
                     signalling: true, ..
                 } => None,
@@ -435,6 +544,11 @@ impl Lifecycle {
         self.drain.as_ref().map(|drain| drain.deadlines.kill_at)
     }
 
+    /// The app's post_start hooks are done and its startup probe, if any, has passed.
+    pub(super) fn started(&self) -> bool {
+        self.app.post_start_done && self.health(ProbeKind::Startup) != Some(Health::Unknown)
+    }
+
     fn cut_at_kill_at(&self, time: Instant) -> Instant {
         self.exit_deadline()
             .map_or(time, |kill_at| kill_at.min(time))
@@ -443,16 +557,19 @@ impl Lifecycle {
     /// What the snapshot shows, in brief: a change here is a new revision.
     fn marker(&self) -> impl PartialEq + use<> {
         (
-            self.stage,
-            self.started,
-            self.ready,
-            self.app.pid,
-            self.app.restarts,
-            self.events_recorded,
+            (self.stage, self.ready, self.app.pid, self.app.restarts),
+            (self.app.post_start_done, self.events_recorded),
             self.hooks.iter().map(|h| h.runs).sum::<u32>(),
+            self.probes
+                .iter()
+                .map(|p| (p.health, p.run, p.successes, p.failures))
+                .collect::<Vec<_>>(),
+            self.stop
+                .as_ref()
+                .map(|s| (s.stage, s.outcome.is_some(), s.signalled)),
             self.drain
                 .as_ref()
-                .map(|d| (d.stage, d.outcome.is_some(), d.signalled)),
+                .map(|d| (d.deadlines, d.stop_signal_at, d.killed_at, d.finished_at)),
         )
     }
 
@@ -498,41 +615,44 @@ impl Lifecycle {
     }
 
     fn on_drain_signal(&mut self, sig: c_int, now: Instant) {
-        let Some(drain) = &mut self.drain else {
+        if self.drain.is_none() {
             self.begin_drain(Trigger::Signal(sig), now);
             return;
+        }
+        let name = signal_name(sig);
+        let Some(stop) = &mut self.stop else {
+            self.log(
+                Level::INFO,
+                format!("{name} during the drain: the app is not running"),
+            );
+            return;
         };
-        if !drain.signalled {
+        if !stop.signalled {
             // The drain came from a request (a preStop hook); this is the kubelet's
             // SIGTERM, which it sends once the preStop hook has returned.
-            drain.signalled = true;
-            match drain.stage {
-                DrainStage::AwaitingSignal => self.send_stop_signal(),
-                DrainStage::WaitingForOnReady | DrainStage::PreStop => self.log(
+            stop.signalled = true;
+            match stop.stage {
+                StopStage::AwaitingSignal => self.send_stop_signal(now),
+                StopStage::WaitingForOnReady | StopStage::PreStop => self.log(
                     Level::INFO,
                     format!(
-                        "{} during the requested drain: the stop signal goes out when the pre_stop hooks are done",
-                        signal_name(sig)
+                        "{name} during the requested drain: the stop signal goes out when the pre_stop hooks are done"
                     ),
                 ),
-                DrainStage::Past => {}
+                StopStage::Past => {}
             }
             return;
         }
         if sig != libc::SIGTERM {
-            drain.presses += 1;
+            stop.presses += 1;
         }
-        let before_stop = matches!(
-            drain.stage,
-            DrainStage::WaitingForOnReady | DrainStage::PreStop | DrainStage::AwaitingSignal
-        );
-        let name = signal_name(sig);
-        match (escalation(sig, drain.presses), self.stage) {
+        let before_stop_signal = stop.stage != StopStage::Past;
+        match (escalation(sig, stop.presses), self.stage) {
             (Escalation::Ignore, _) => self.log(
                 Level::WARN,
                 format!("{name} during the drain: the drain is already under way"),
             ),
-            (Escalation::StopNow, Stage::Starting | Stage::Up) if before_stop => {
+            (Escalation::StopNow, Stage::Starting | Stage::Up) if before_stop_signal => {
                 self.log(
                     Level::WARN,
                     format!("{name} during the drain: skipping the remaining pre_stop hooks"),
@@ -540,100 +660,98 @@ impl Lifecycle {
                 self.abort(HookPhase::OnReady);
                 self.abort(HookPhase::PreStop);
                 self.settle_pre_stop(Err(format!("skipped: {name} during the drain")));
-                self.send_stop_signal();
+                self.send_stop_signal(now);
             }
-            (Escalation::StopNow, Stage::Stopping { .. }) => self.log(
+            (Escalation::StopNow, _) => self.log(
                 Level::WARN,
                 format!(
                     "{name} during the drain: the app already has its stop signal; once more kills it"
                 ),
             ),
-            (Escalation::KillNow, Stage::Up | Stage::Stopping { .. }) => {
+            (Escalation::KillNow, _) => {
                 self.log(
                     Level::WARN,
                     format!("{name} during the drain, again: killing the app now"),
                 );
                 self.kill_app(now);
             }
-            _ => self.log(
-                Level::INFO,
-                format!("{name} during the drain: the app is not running"),
-            ),
         }
     }
 
-    // --- the drain ---
+    // --- the drain, and stopping the app ---
 
     /// The drain, started once whatever triggers it: not ready at once, deadlines fixed
     /// now, pre_stop hooks in order, the stop signal by `stop_by`, SIGKILL at `kill_at`.
     fn begin_drain(&mut self, trigger: Trigger, now: Instant) {
+        if self.stage == Stage::Exited {
+            return;
+        }
         let settings = &self.settings;
         let deadlines = Deadlines::from_trigger(now, settings.grace_period, settings.stop_timeout);
         let grace = humantime::format_duration(settings.grace_period);
         let hooks = settings.hooks.pre_stop.len();
-        self.ready = false;
-        let mut drain = Drain {
+        self.drain = Some(DrainInfo {
             trigger,
             deadlines,
-            stage: DrainStage::Past,
-            signalled: matches!(trigger, Trigger::Signal(_)),
-            presses: 0,
-            waiters: Vec::new(),
+            stop_signal_at: None,
+            killed_at: None,
+            finished_at: None,
             outcome: None,
-            failure: None,
-        };
+        });
+        self.ready = false;
+        self.stop_probes();
         match &mut self.stage {
-            Stage::Starting | Stage::Up => {
-                self.record(
-                    Reason::DrainStarted,
-                    format!(
-                        "{trigger}: {hooks} pre_stop hook(s), stop signal by {:?}, SIGKILL at {:?}",
-                        deadlines.stop_by - now,
-                        deadlines.kill_at - now,
-                    ),
-                    now,
-                );
-                drain.stage = DrainStage::PreStop;
-                self.drain = Some(drain);
-                if self.runs[slot(HookPhase::OnReady)].is_some() {
-                    self.set_drain_stage(DrainStage::WaitingForOnReady);
-                } else {
-                    self.run_pre_stop();
+            Stage::Starting | Stage::Up | Stage::Stopping { .. } => match &mut self.stop {
+                None => {
+                    self.record(
+                        Reason::DrainStarted,
+                        format!(
+                            "{trigger}: {hooks} pre_stop hook(s), stop signal by {:?}, SIGKILL at {:?}",
+                            deadlines.stop_by - now,
+                            deadlines.kill_at - now,
+                        ),
+                        now,
+                    );
+                    self.begin_stop(StopCause::Drain(trigger), deadlines, now);
                 }
-            }
-            Stage::Stopping { kill_at, .. } => {
-                // Stopping after a failed post_start: no hook runs, but the SIGKILL comes no
-                // later than the drain's would.
-                *kill_at = (*kill_at).min(deadlines.kill_at);
-                drain.outcome = Some(Ok("the app was already stopping".into()));
-                self.drain = Some(drain);
-                self.record(
-                    Reason::DrainStarted,
-                    format!(
-                        "{trigger} while the app stops after a failed post_start hook: exiting within {grace} (the grace period)"
-                    ),
-                    now,
-                );
-            }
+                Some(stop) => {
+                    // A stop is under way (a failed post_start hook or probe): the drain
+                    // joins it, its hooks do not run again, and SIGKILL comes no later
+                    // than the drain's would.
+                    let cause = stop.cause;
+                    stop.deadlines.stop_by = stop.deadlines.stop_by.min(deadlines.stop_by);
+                    stop.deadlines.kill_at = stop.deadlines.kill_at.min(deadlines.kill_at);
+                    stop.signalled = true;
+                    if let Stage::Stopping { kill_at, .. } = &mut self.stage {
+                        *kill_at = (*kill_at).min(deadlines.kill_at);
+                    }
+                    let stopping_after = match cause {
+                        StopCause::FailedPostStart => "after a failed post_start hook".to_string(),
+                        other => format!("for {other}"),
+                    };
+                    self.record(
+                        Reason::DrainStarted,
+                        format!(
+                            "{trigger} while the app stops {stopping_after}: exiting within {grace} (the grace period)"
+                        ),
+                        now,
+                    );
+                }
+            },
             Stage::BackOff { ending, .. } => {
-                let ending = *ending;
-                drain.outcome = Some(Ok("the app was not running".into()));
-                self.drain = Some(drain);
+                let code = ending.code;
+                self.settle_late_drain();
                 self.record(
                     Reason::DrainStarted,
-                    format!(
-                        "{trigger} during the back-off: not restarting; exiting with {}",
-                        ending.code
-                    ),
+                    format!("{trigger} during the back-off: not restarting; exiting with {code}"),
                     now,
                 );
-                self.flush_and_exit(ending.code, now);
+                self.flush_and_exit(code, now);
             }
             Stage::Ending { .. } | Stage::PostStop { .. } | Stage::Flushing { .. } => {
                 // kill_at is fixed all the same: the kubelet's SIGKILL comes at the grace
                 // period's end, and graceinit exits by then.
-                drain.outcome = Some(Ok("the app was not running".into()));
-                self.drain = Some(drain);
+                self.settle_late_drain();
                 self.record(
                     Reason::DrainStarted,
                     format!(
@@ -649,18 +767,52 @@ impl Lifecycle {
         }
     }
 
-    fn set_drain_stage(&mut self, stage: DrainStage) {
+    /// A drain that came when the app was not running: no pre_stop hook runs.
+    fn settle_late_drain(&mut self) {
         if let Some(drain) = &mut self.drain {
-            drain.stage = stage;
+            drain.outcome = Some(Ok("the app was not running".into()));
         }
     }
 
-    fn run_pre_stop(&mut self) {
-        let Some(drain) = &self.drain else { return };
-        let stop_by = drain.deadlines.stop_by;
-        self.set_drain_stage(DrainStage::PreStop);
+    /// graceinit stops this run of the app: pre_stop hooks (after any on_ready hooks
+    /// still running), then the stop signal.
+    fn begin_stop(&mut self, cause: StopCause, deadlines: Deadlines, now: Instant) {
+        self.ready = false;
+        self.stop_probes();
+        self.stop = Some(Stop {
+            cause,
+            deadlines,
+            stage: StopStage::PreStop,
+            signalled: !matches!(cause, StopCause::Drain(Trigger::Request)),
+            presses: 0,
+            waiters: Vec::new(),
+            outcome: None,
+            failure: None,
+        });
+        if cause == StopCause::FailedPostStart {
+            // No pre_stop hook before the stop signal: Kubernetes' FailedPostStartHook
+            // kill, which graceinit's own exit code reports.
+            self.settle_pre_stop(Ok("no pre_stop hooks for a failed post_start".into()));
+            self.send_stop_signal(now);
+        } else if self.runs[slot(HookPhase::OnReady)].is_some() {
+            self.set_stop_stage(StopStage::WaitingForOnReady);
+        } else {
+            self.run_pre_stop(now);
+        }
+    }
+
+    fn set_stop_stage(&mut self, stage: StopStage) {
+        if let Some(stop) = &mut self.stop {
+            stop.stage = stage;
+        }
+    }
+
+    fn run_pre_stop(&mut self, now: Instant) {
+        let Some(stop) = &self.stop else { return };
+        let stop_by = stop.deadlines.stop_by;
+        self.set_stop_stage(StopStage::PreStop);
         if self.settings.hooks.pre_stop.is_empty() {
-            self.pre_stop_finished(Ok("no pre_stop hooks".into()));
+            self.pre_stop_finished(Ok("no pre_stop hooks".into()), now);
         } else {
             self.run_hooks(HookPhase::PreStop, Some(stop_by));
         }
@@ -668,17 +820,17 @@ impl Lifecycle {
 
     /// The pre_stop hooks have run: the stop signal goes out if a drain signal has come;
     /// after a drain request it waits for the kubelet's SIGTERM (or `stop_by`).
-    fn pre_stop_finished(&mut self, outcome: Result<String, String>) {
+    fn pre_stop_finished(&mut self, outcome: Result<String, String>, now: Instant) {
         self.settle_pre_stop(outcome);
-        let Some(drain) = &self.drain else { return };
-        if drain.stage != DrainStage::PreStop {
+        let Some(stop) = &self.stop else { return };
+        if stop.stage != StopStage::PreStop {
             // The stop signal went out already (at stop_by, or pressed).
             return;
         }
-        if drain.signalled {
-            self.send_stop_signal();
+        if stop.signalled {
+            self.send_stop_signal(now);
         } else {
-            self.set_drain_stage(DrainStage::AwaitingSignal);
+            self.set_stop_stage(StopStage::AwaitingSignal);
             self.log(
                 Level::INFO,
                 "pre_stop hooks done: the stop signal goes out on SIGTERM, or at the stop deadline"
@@ -687,31 +839,28 @@ impl Lifecycle {
         }
     }
 
-    /// How the pre_stop part of the drain went, once: requesters get their answer.
+    /// How the pre_stop part of the stop went, once: requesters get their answer.
     fn settle_pre_stop(&mut self, outcome: Result<String, String>) {
-        let Some(drain) = &mut self.drain else { return };
-        if drain.outcome.is_some() {
+        let Some(stop) = &mut self.stop else { return };
+        if stop.outcome.is_some() {
             return;
         }
-        drain.outcome = Some(outcome.clone());
-        let waiters = std::mem::take(&mut drain.waiters);
+        stop.outcome = Some(outcome.clone());
+        if let Some(drain) = &mut self.drain {
+            drain.outcome.get_or_insert(outcome.clone());
+        }
+        let waiters = std::mem::take(&mut stop.waiters);
         if !waiters.is_empty() {
             self.out.push(Action::AnswerDrain { waiters, outcome });
         }
     }
 
-    /// The drain's stop signal: its pre-stop part is over, the app has until `kill_at`.
-    fn send_stop_signal(&mut self) {
-        let Some(drain) = &mut self.drain else { return };
-        drain.stage = DrainStage::Past;
-        let kill_at = drain.deadlines.kill_at;
-        if let Some(pid) = self.app.pid {
-            self.stop_app(pid, kill_at);
-        }
-    }
-
-    /// The stop signal to the app, SIGKILL at `kill_at`.
-    fn stop_app(&mut self, pid: Pid, kill_at: Instant) {
+    /// The stop signal: the stop's pre-stop part is over, the app has until `kill_at`.
+    fn send_stop_signal(&mut self, now: Instant) {
+        let Some(stop) = &mut self.stop else { return };
+        stop.stage = StopStage::Past;
+        let kill_at = stop.deadlines.kill_at;
+        let Some(pid) = self.app.pid else { return };
         if self.abort(HookPhase::OnReady) {
             self.log(
                 Level::WARN,
@@ -722,6 +871,9 @@ impl Lifecycle {
             kill_at,
             killed: false,
         };
+        if let Some(drain) = &mut self.drain {
+            drain.stop_signal_at.get_or_insert(now);
+        }
         let stop_signal = self.settings.stop_signal;
         self.log(
             Level::INFO,
@@ -735,13 +887,11 @@ impl Lifecycle {
 
     fn kill_app(&mut self, now: Instant) {
         let Some(pid) = self.app.pid else { return };
-        if let Stage::Up = self.stage {
-            // Killed before its stop signal: the drain's pre-stop part is over too.
-            self.abort(HookPhase::OnReady);
-            self.abort(HookPhase::PreStop);
-            self.settle_pre_stop(Err("the app was killed".into()));
-            self.set_drain_stage(DrainStage::Past);
-        }
+        // Killed before its stop signal: the pre-stop part is over too.
+        self.abort(HookPhase::OnReady);
+        self.abort(HookPhase::PreStop);
+        self.settle_pre_stop(Err("the app was killed".into()));
+        self.set_stop_stage(StopStage::Past);
         let kill_at = match self.stage {
             Stage::Stopping { kill_at, .. } => kill_at,
             _ => now,
@@ -750,6 +900,9 @@ impl Lifecycle {
             kill_at,
             killed: true,
         };
+        if let Some(drain) = &mut self.drain {
+            drain.killed_at.get_or_insert(now);
+        }
         self.record(
             Reason::Killing,
             format!("sending SIGKILL to the app (pid {pid}) and its process group"),
@@ -762,24 +915,31 @@ impl Lifecycle {
         if self.drain.is_none() {
             self.begin_drain(Trigger::Request, now);
         }
-        let Some(drain) = &mut self.drain else {
-            // Exited: nothing to drain.
-            self.out.push(Action::AnswerDrain {
-                waiters: vec![waiter],
-                outcome: Ok("graceinit is exiting".into()),
-            });
-            return;
-        };
-        match &drain.outcome {
-            Some(outcome) => {
-                let outcome = outcome.clone();
-                self.out.push(Action::AnswerDrain {
-                    waiters: vec![waiter],
-                    outcome,
-                });
+        let answer = match (&mut self.stop, &self.drain) {
+            (Some(stop), _) if stop.outcome.is_none() => {
+                stop.waiters.push(waiter);
+                return;
             }
-            None => drain.waiters.push(waiter),
-        }
+            (
+                Some(Stop {
+                    outcome: Some(outcome),
+                    ..
+                }),
+                _,
+            ) => outcome.clone(),
+            (
+                _,
+                Some(DrainInfo {
+                    outcome: Some(outcome),
+                    ..
+                }),
+            ) => outcome.clone(),
+            _ => Ok("the app is not running".into()),
+        };
+        self.out.push(Action::AnswerDrain {
+            waiters: vec![waiter],
+            outcome: answer,
+        });
     }
 
     // --- the app ---
@@ -794,16 +954,8 @@ impl Lifecycle {
         self.app.pid = Some(pid);
         self.app.last_pid = Some(pid);
         self.app.started_at = Some(now);
-        self.app.failed_post_start = false;
-        self.started = false;
-        if let Some(drain) = &self.drain {
-            if drain.stage == DrainStage::Past {
-                // A drain that came while the app was being started: stop it now.
-                let kill_at = drain.deadlines.kill_at;
-                self.stop_app(pid, kill_at);
-                return;
-            }
-        }
+        self.app.post_start_done = false;
+        self.app.on_ready_started = false;
         let restart = match self.app.restarts {
             0 => String::new(),
             n => format!(" (restart {n})"),
@@ -813,11 +965,19 @@ impl Lifecycle {
             format!("app {} is pid {pid}{restart}", self.command_name),
             now,
         );
+        if self.stop.is_some() {
+            // A drain that came while the app was being started: stop it now.
+            self.send_stop_signal(now);
+            return;
+        }
         if self.settings.hooks.post_start.is_empty() {
-            self.post_start_done();
+            self.app.post_start_done = true;
         } else {
             self.run_hooks(HookPhase::PostStart, None);
         }
+        // The startup probe runs alongside post_start, as the kubelet's does.
+        self.start_probe(ProbeKind::Startup);
+        self.on_started_maybe();
     }
 
     fn on_app_not_started(&mut self, code: i32, now: Instant) {
@@ -826,6 +986,9 @@ impl Lifecycle {
             // the restart policy: no retry would find it.
             self.flush_and_exit(code, now);
         } else {
+            // It never ran: the back-off must not count the time since the last start
+            // as running time (which would reset it).
+            self.app.started_at = None;
             self.app_ended(ExitStatus::Exited(code), now);
         }
     }
@@ -837,12 +1000,12 @@ impl Lifecycle {
         self.app_ended(status, now);
     }
 
-    /// The app is gone: its hooks stop, its leftovers go, then post_stop.
+    /// The app is gone: its hooks and probes stop, its leftovers go, then post_stop.
     fn app_ended(&mut self, status: ExitStatus, now: Instant) {
         self.app.pid = None;
         self.app.last_exit = Some(status);
         self.ready = false;
-        self.started = false;
+        self.stop_probes();
         self.abort(HookPhase::PostStart);
         if self.abort(HookPhase::OnReady) {
             self.log(
@@ -854,8 +1017,10 @@ impl Lifecycle {
         self.settle_pre_stop(Err(
             "the app exited before the pre_stop hooks were done".into()
         ));
-        match &self.drain {
+        let stop = self.stop.take();
+        match &mut self.drain {
             Some(drain) => {
+                drain.finished_at = Some(now);
                 let took = now - drain.deadlines.started_at;
                 self.record(
                     Reason::DrainFinished,
@@ -865,9 +1030,11 @@ impl Lifecycle {
             }
             None => self.log(Level::INFO, format!("the app exited ({status})")),
         }
-        // Waiting for the kubelet's SIGTERM is over: there is nothing left to stop.
-        self.set_drain_stage(DrainStage::Past);
-        let failed_post_start = self.app.failed_post_start;
+        let failed_post_start = stop.as_ref().map(|s| s.cause) == Some(StopCause::FailedPostStart);
+        let stopped_unhealthy = matches!(
+            stop.as_ref().map(|s| s.cause),
+            Some(StopCause::Unhealthy(_))
+        );
         let ending = Ending {
             status,
             // Kubernetes kills the container of a failed postStart hook: graceinit says
@@ -877,7 +1044,7 @@ impl Lifecycle {
             } else {
                 exit_code::for_app(status, &self.settings.remap_exit)
             },
-            failed: failed_post_start || !status.success(),
+            failed: failed_post_start || stopped_unhealthy || !status.success(),
             ran_for: self.app.started_at.map_or(Duration::ZERO, |t| now - t),
         };
         self.end_leftovers(ending, Then::PostStop);
@@ -914,6 +1081,15 @@ impl Lifecycle {
             return;
         };
         match (children, leftovers) {
+            (
+                Children::None,
+                Leftovers::Term {
+                    signalling: true, ..
+                }
+                | Leftovers::Kill {
+                    next_round: None, ..
+                },
+            ) => self.set_leftovers(Leftovers::Reaped),
             (Children::None, _) => self.leftovers_gone(now),
             (Children::Running, Leftovers::Checking) => {
                 let past_kill_at = self.exit_deadline().is_some_and(|kill_at| now >= kill_at);
@@ -970,6 +1146,7 @@ impl Lifecycle {
                 give_up,
                 next_round: Some((now + KILL_ROUND).min(give_up)),
             }),
+            Leftovers::Reaped => self.leftovers_gone(now),
             _ => {}
         }
     }
@@ -1049,9 +1226,13 @@ impl Lifecycle {
 
     // --- hooks ---
 
-    fn run_hooks(&mut self, phase: HookPhase, deadline: Option<Instant>) {
+    fn next_run(&mut self) -> u64 {
         self.last_run += 1;
-        let run = self.last_run;
+        self.last_run
+    }
+
+    fn run_hooks(&mut self, phase: HookPhase, deadline: Option<Instant>) {
+        let run = self.next_run();
         self.runs[slot(phase)] = Some(run);
         self.out.push(Action::RunHooks {
             phase,
@@ -1079,15 +1260,17 @@ impl Lifecycle {
         report: Report,
         now: Instant,
     ) {
+        let succeeded = report.outcome.is_success();
         if let Some(record) = self
             .hooks
             .iter_mut()
             .find(|h| h.phase == phase && h.index == index)
         {
             record.runs += 1;
+            record.failures += u32::from(!succeeded);
             record.last = Some((report.outcome.clone(), report.took));
         }
-        if report.outcome.is_success() {
+        if succeeded {
             return;
         }
         let message = format!("{}: {}", report.label, report.outcome.describe());
@@ -1097,12 +1280,10 @@ impl Lifecycle {
             }
             (HookPhase::PostStart, _) => self.record(Reason::FailedPostStartHook, message, now),
             (HookPhase::PreStop, _) => {
-                if let Some(drain) = &mut self.drain {
-                    if on_failure == OnFailure::Fail
-                        && drain.failure.is_none()
-                        && self.runs[slot(phase)] == Some(run)
-                    {
-                        drain.failure = Some(message.clone());
+                let current = self.runs[slot(phase)] == Some(run);
+                if let Some(stop) = &mut self.stop {
+                    if on_failure == OnFailure::Fail && current {
+                        stop.failure.get_or_insert(message.clone());
                     }
                 }
                 self.record(Reason::FailedPreStopHook, message, now);
@@ -1118,25 +1299,28 @@ impl Lifecycle {
         }
         self.runs[slot(phase)] = None;
         match phase {
-            HookPhase::PostStart if ok => self.post_start_done(),
-            HookPhase::PostStart => self.post_start_failed(now),
+            HookPhase::PostStart if ok => {
+                self.app.post_start_done = true;
+                self.on_started_maybe();
+            }
+            HookPhase::PostStart => self.stop_for(StopCause::FailedPostStart, now),
             HookPhase::OnReady => {
                 if self
-                    .drain
+                    .stop
                     .as_ref()
-                    .is_some_and(|d| d.stage == DrainStage::WaitingForOnReady)
+                    .is_some_and(|s| s.stage == StopStage::WaitingForOnReady)
                 {
-                    self.run_pre_stop();
+                    self.run_pre_stop(now);
                 }
             }
             HookPhase::PreStop => {
                 let count = self.settings.hooks.pre_stop.len();
-                let outcome = match self.drain.as_mut().and_then(|d| d.failure.take()) {
+                let outcome = match self.stop.as_mut().and_then(|s| s.failure.take()) {
                     Some(failure) if !ok => Err(failure),
                     _ if !ok => Err("a pre_stop hook failed".into()),
                     _ => Ok(format!("{count} pre_stop hook(s) done")),
                 };
-                self.pre_stop_finished(outcome);
+                self.pre_stop_finished(outcome, now);
             }
             HookPhase::PostStop => {
                 if let Stage::PostStop { ending } = self.stage {
@@ -1146,30 +1330,170 @@ impl Lifecycle {
         }
     }
 
-    fn post_start_done(&mut self) {
-        if self.stage != Stage::Up {
+    /// graceinit stops this run of the app (not a drain: the restart policy applies
+    /// after it), unless a stop is already under way.
+    fn stop_for(&mut self, cause: StopCause, now: Instant) {
+        if self.stage != Stage::Up || self.stop.is_some() {
+            // Being stopped already (the drain, another failure).
             return;
         }
-        self.started = true;
-        if self.drain.is_some() {
+        let settings = &self.settings;
+        let deadlines = match cause {
+            // The app gets stop_timeout, as after a drain without hooks.
+            StopCause::FailedPostStart => {
+                Deadlines::from_trigger(now, settings.stop_timeout, settings.stop_timeout)
+            }
+            // The kubelet kills a container whose probe failed with the pod's grace period,
+            // preStop hook included.
+            _ => Deadlines::from_trigger(now, settings.grace_period, settings.stop_timeout),
+        };
+        self.begin_stop(cause, deadlines, now);
+    }
+
+    // --- readiness and probes ---
+
+    /// post_start done and the startup probe passed: liveness and readiness probes
+    /// start, and the app may become ready.
+    fn on_started_maybe(&mut self) {
+        if self.stage != Stage::Up || self.stop.is_some() || !self.started() {
             return;
         }
-        self.ready = true;
+        self.stop_probe(ProbeKind::Startup);
+        self.start_probe(ProbeKind::Liveness);
+        self.start_probe(ProbeKind::Readiness);
+        self.update_ready();
+    }
+
+    /// Ready: started, no stop under way, and the readiness probe (if any) passing. The
+    /// first time in a run of the app, its on_ready hooks start.
+    fn update_ready(&mut self) {
+        let ready = self.stage == Stage::Up
+            && self.stop.is_none()
+            && self.drain.is_none()
+            && self.started()
+            && !matches!(
+                self.health(ProbeKind::Readiness),
+                Some(Health::Unknown | Health::Unhealthy)
+            );
+        if ready == self.ready {
+            return;
+        }
+        self.ready = ready;
+        if !ready {
+            self.log(Level::INFO, "the app is not ready".into());
+            return;
+        }
         self.log(Level::INFO, "the app is ready".into());
-        if !self.settings.hooks.on_ready.is_empty() {
-            self.run_hooks(HookPhase::OnReady, None);
+        if !self.app.on_ready_started {
+            self.app.on_ready_started = true;
+            if !self.settings.hooks.on_ready.is_empty() {
+                self.run_hooks(HookPhase::OnReady, None);
+            }
         }
     }
 
-    /// Kubernetes: "If a PostStart hook fails, it kills the Container." The restart policy
-    /// then applies.
-    fn post_start_failed(&mut self, now: Instant) {
-        let (Stage::Up, None, Some(pid)) = (self.stage, &self.drain, self.app.pid) else {
-            // Draining already: the app is being stopped anyway.
+    fn health(&self, kind: ProbeKind) -> Option<Health> {
+        self.probes
+            .iter()
+            .find(|p| p.kind == kind)
+            .map(|p| p.health)
+    }
+
+    fn probe_mut(&mut self, kind: ProbeKind) -> Option<&mut ProbeRecord> {
+        self.probes.iter_mut().find(|p| p.kind == kind)
+    }
+
+    /// Starts a configured probe afresh (Kubernetes: probes restart with the container).
+    fn start_probe(&mut self, kind: ProbeKind) {
+        if self.probe_mut(kind).is_none() {
+            return;
+        }
+        let run = self.next_run();
+        let Some(probe) = self.probe_mut(kind) else {
             return;
         };
-        self.app.failed_post_start = true;
-        self.stop_app(pid, now + self.settings.stop_timeout);
+        probe.health = Health::Unknown;
+        probe.consecutive_successes = 0;
+        probe.consecutive_failures = 0;
+        probe.run = Some(run);
+        self.out.push(Action::StartProbe { kind, run });
+    }
+
+    fn stop_probe(&mut self, kind: ProbeKind) {
+        if let Some(probe) = self.probe_mut(kind) {
+            if probe.run.take().is_some() {
+                self.out.push(Action::StopProbe(kind));
+            }
+        }
+    }
+
+    fn stop_probes(&mut self) {
+        for kind in ProbeKind::ALL {
+            self.stop_probe(kind);
+        }
+    }
+
+    /// Kubernetes' thresholds: `success_threshold` successes in a row make a probe
+    /// healthy, `failure_threshold` failures in a row unhealthy.
+    fn on_probe_result(
+        &mut self,
+        kind: ProbeKind,
+        run: u64,
+        result: Result<(), String>,
+        now: Instant,
+    ) {
+        let Some(probe) = self.probe_mut(kind) else {
+            return;
+        };
+        if probe.run != Some(run) {
+            // A stopped probe's last word.
+            return;
+        }
+        let before = probe.health;
+        match result {
+            Ok(()) => {
+                probe.successes += 1;
+                probe.consecutive_successes += 1;
+                probe.consecutive_failures = 0;
+                if probe.consecutive_successes >= probe.success_threshold {
+                    probe.health = Health::Healthy;
+                }
+            }
+            Err(reason) => {
+                probe.failures += 1;
+                probe.consecutive_failures += 1;
+                probe.consecutive_successes = 0;
+                probe.last_error = Some(reason);
+                if probe.consecutive_failures >= probe.failure_threshold {
+                    probe.health = Health::Unhealthy;
+                }
+            }
+        }
+        let after = probe.health;
+        if after == before {
+            return;
+        }
+        let reason = probe.last_error.clone().unwrap_or_default();
+        match (kind, after) {
+            (_, Health::Unhealthy) => {
+                self.record(
+                    Reason::Unhealthy,
+                    format!("{} probe failed: {reason}", kind.title()),
+                    now,
+                );
+                match kind {
+                    ProbeKind::Readiness => self.update_ready(),
+                    // Kubernetes: "the kubelet kills the container", which then restarts
+                    // under its restart policy.
+                    ProbeKind::Liveness | ProbeKind::Startup => {
+                        self.stop_for(StopCause::Unhealthy(kind), now)
+                    }
+                }
+            }
+            (ProbeKind::Startup, Health::Healthy) => self.on_started_maybe(),
+            (ProbeKind::Readiness, _) => self.update_ready(),
+            _ => {}
+        }
     }
 
     // --- time ---
@@ -1198,14 +1522,14 @@ impl Lifecycle {
         }
     }
 
-    /// The drain's stop_by: the stop signal goes out now, whatever the hooks are doing.
+    /// The stop's stop_by: the stop signal goes out now, whatever the hooks are doing.
     fn on_stop_by(&mut self, now: Instant) {
-        let Some(drain) = &self.drain else { return };
-        if now < drain.deadlines.stop_by {
+        let Some(stop) = &self.stop else { return };
+        if now < stop.deadlines.stop_by {
             return;
         }
-        match drain.stage {
-            DrainStage::WaitingForOnReady => {
+        match stop.stage {
+            StopStage::WaitingForOnReady => {
                 self.abort(HookPhase::OnReady);
                 self.log(
                     Level::WARN,
@@ -1230,25 +1554,25 @@ impl Lifecycle {
                 self.settle_pre_stop(Err(
                     "the stop deadline came before the pre_stop hooks could run".into(),
                 ));
-                self.send_stop_signal();
+                self.send_stop_signal(now);
             }
-            DrainStage::PreStop => {
+            StopStage::PreStop => {
                 self.log(
                     Level::WARN,
                     "pre_stop hooks still running at the stop deadline: sending the stop signal now"
                         .into(),
                 );
                 // The hooks are cut at this same deadline by their runner and still report.
-                self.send_stop_signal();
+                self.send_stop_signal(now);
             }
-            DrainStage::AwaitingSignal => {
+            StopStage::AwaitingSignal => {
                 self.log(
                     Level::INFO,
                     "no SIGTERM by the stop deadline: sending the stop signal now".into(),
                 );
-                self.send_stop_signal();
+                self.send_stop_signal(now);
             }
-            DrainStage::Past => {}
+            StopStage::Past => {}
         }
     }
 
@@ -1307,6 +1631,15 @@ impl Lifecycle {
 
     fn log(&mut self, level: Level, message: String) {
         self.out.push(Action::Log(level, message));
+    }
+}
+
+/// The configured probe of `kind`, if any.
+pub(super) fn probe_of(settings: &Settings, kind: ProbeKind) -> Option<&Probe> {
+    match kind {
+        ProbeKind::Startup => settings.probes.startup.as_ref(),
+        ProbeKind::Liveness => settings.probes.liveness.as_ref(),
+        ProbeKind::Readiness => settings.probes.readiness.as_ref(),
     }
 }
 

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::*;
-use crate::config::{self, Action as HookAction, Hook, Overrides};
+use crate::config::{self, Action as HookAction, Hook, Overrides, Probe};
 use crate::hooks::Outcome;
 use crate::supervisor::snapshot::Phase;
 
@@ -1083,6 +1083,15 @@ fn a_restart_that_cannot_start_is_an_exit_of_the_app() {
         messages(&actions),
         ["BackOff: restart 2 in 1s (the app ended with exit code 127)"]
     );
+    // Failing to start is no running time: a long back-off does not reset the sequence.
+    run.now += secs(3600.0);
+    assert_eq!(effects(&run.on(Input::Timer)), [Action::StartApp]);
+    run.on(Input::AppNotStarted(127));
+    let actions = run.nothing_left();
+    assert_eq!(
+        messages(&actions),
+        ["BackOff: restart 3 in 2s (the app ended with exit code 127)"]
+    );
 }
 
 #[test]
@@ -1128,4 +1137,259 @@ fn the_revision_moves_with_what_the_snapshot_shows() {
     assert_eq!(drain.kill_at - drain.started_at, secs(30.0));
     assert_eq!(drain.kill_at - drain.stop_by, secs(10.0));
     assert_eq!(drain.stage, "stopping");
+}
+
+// --- probes ---
+
+fn probe(period: f64, success_threshold: u32, failure_threshold: u32) -> Probe {
+    let action = HookAction::Tcp("127.0.0.1:1".into());
+    Probe {
+        as_written: action.clone(),
+        action,
+        initial_delay: secs(0.0),
+        period: secs(period),
+        timeout: secs(1.0),
+        success_threshold,
+        failure_threshold,
+    }
+}
+
+fn probe_run(actions: &[Action], wanted: ProbeKind) -> Option<u64> {
+    actions.iter().find_map(|a| match a {
+        Action::StartProbe { kind, run } if *kind == wanted => Some(*run),
+        _ => None,
+    })
+}
+
+impl Run {
+    fn probe(&mut self, kind: ProbeKind, run: u64, ok: bool) -> Vec<Action> {
+        let result = if ok {
+            Ok(())
+        } else {
+            Err("connection refused".into())
+        };
+        self.on(Input::ProbeResult { kind, run, result })
+    }
+
+    fn ready(&self) -> bool {
+        self.lifecycle.snapshot().ready
+    }
+}
+
+#[test]
+fn the_startup_probe_gates_liveness_readiness_and_on_ready() {
+    let mut settings = settings(&[HookPhase::OnReady]);
+    settings.probes.startup = Some(probe(1.0, 1, 3));
+    settings.probes.liveness = Some(probe(10.0, 1, 3));
+    let mut run = Run::new(settings);
+    let actions = run.on(Input::AppStarted(pid(100)));
+    let startup = probe_run(&actions, ProbeKind::Startup).unwrap();
+    assert!(probe_run(&actions, ProbeKind::Liveness).is_none());
+    assert_eq!(run.phase(), Phase::Starting);
+    assert!(!run.ready());
+    let actions = run.probe(ProbeKind::Startup, startup, false);
+    assert!(effects(&actions).is_empty());
+    let actions = run.probe(ProbeKind::Startup, startup, true);
+    let effects = effects(&actions);
+    assert_eq!(effects[0], Action::StopProbe(ProbeKind::Startup));
+    assert!(matches!(
+        effects[1],
+        Action::StartProbe {
+            kind: ProbeKind::Liveness,
+            ..
+        }
+    ));
+    assert!(matches!(
+        effects[2],
+        Action::RunHooks {
+            phase: HookPhase::OnReady,
+            ..
+        }
+    ));
+    assert!(run.ready());
+    assert_eq!(run.phase(), Phase::Running);
+}
+
+#[test]
+fn readiness_follows_the_thresholds_and_on_ready_runs_once_per_start() {
+    let mut settings = settings(&[HookPhase::OnReady]);
+    settings.probes.readiness = Some(probe(1.0, 2, 3));
+    let mut run = Run::new(settings);
+    let readiness = probe_run(&run.on(Input::AppStarted(pid(100))), ProbeKind::Readiness).unwrap();
+    assert!(
+        !run.ready(),
+        "not ready before the first result (Kubernetes' default)"
+    );
+    run.probe(ProbeKind::Readiness, readiness, true);
+    assert!(!run.ready(), "success_threshold is 2");
+    run.probe(ProbeKind::Readiness, readiness, true);
+    assert!(run.ready());
+    for _ in 0..2 {
+        run.probe(ProbeKind::Readiness, readiness, false);
+    }
+    assert!(run.ready(), "two failures of three");
+    let actions = run.probe(ProbeKind::Readiness, readiness, false);
+    assert_eq!(reasons(&actions), [Reason::Unhealthy]);
+    assert_eq!(
+        messages(&actions)[0],
+        "Unhealthy: Readiness probe failed: connection refused"
+    );
+    assert!(!run.ready());
+    assert!(
+        effects(&actions).is_empty(),
+        "readiness never stops the app"
+    );
+    run.probe(ProbeKind::Readiness, readiness, true);
+    run.probe(ProbeKind::Readiness, readiness, true);
+    assert!(run.ready());
+    assert_eq!(run.count(is_run_of(HookPhase::OnReady)), 1);
+    let record = run.lifecycle.snapshot().probes[0].clone();
+    assert_eq!((record.successes, record.failures), (4, 3));
+}
+
+#[test]
+fn a_failing_liveness_probe_stops_the_app_with_pre_stop_and_restarts_it() {
+    let mut settings = settings(&[HookPhase::PreStop, HookPhase::PostStop]);
+    settings.probes.liveness = Some(probe(10.0, 1, 2));
+    settings.restart = RestartPolicy::OnFailure;
+    let mut run = Run::new(settings);
+    let liveness = probe_run(&run.on(Input::AppStarted(pid(100))), ProbeKind::Liveness).unwrap();
+    run.probe(ProbeKind::Liveness, liveness, false);
+    run.at(5.0);
+    let actions = run.probe(ProbeKind::Liveness, liveness, false);
+    assert_eq!(reasons(&actions), [Reason::Unhealthy]);
+    let pre_stop = hook_run(&actions, HookPhase::PreStop).unwrap();
+    assert_eq!(
+        effects(&actions),
+        [
+            Action::StopProbe(ProbeKind::Liveness),
+            Action::RunHooks {
+                phase: HookPhase::PreStop,
+                run: pre_stop,
+                deadline: Some(run.t0 + secs(25.0))
+            }
+        ]
+    );
+    assert_eq!(run.phase(), Phase::Stopping);
+    assert!(run.lifecycle.snapshot().drain.is_none());
+    assert_eq!(
+        effects(&run.phase_done(HookPhase::PreStop, pre_stop, true)),
+        [forward(TERM)]
+    );
+    // It stopped cleanly, but it was killed for failing: on-failure restarts it.
+    run.exits(ExitStatus::Exited(0));
+    let post_stop = hook_run(&run.nothing_left(), HookPhase::PostStop).unwrap();
+    run.phase_done(HookPhase::PostStop, post_stop, true);
+    assert_eq!(effects(&run.nothing_left()), [Action::StartApp]);
+    let actions = run.on(Input::AppStarted(pid(101)));
+    let again = probe_run(&actions, ProbeKind::Liveness).unwrap();
+    assert_ne!(again, liveness);
+    // The old probe task's last word changes nothing.
+    assert!(run.probe(ProbeKind::Liveness, liveness, false).is_empty());
+}
+
+#[test]
+fn a_failing_startup_probe_stops_the_app_and_never_does_not_restart_it() {
+    let mut settings = settings(&[]);
+    settings.probes.startup = Some(probe(1.0, 1, 1));
+    let mut run = Run::new(settings);
+    let startup = probe_run(&run.on(Input::AppStarted(pid(100))), ProbeKind::Startup).unwrap();
+    let actions = run.probe(ProbeKind::Startup, startup, false);
+    assert_eq!(
+        messages(&actions)[0],
+        "Unhealthy: Startup probe failed: connection refused"
+    );
+    assert_eq!(
+        effects(&actions),
+        [Action::StopProbe(ProbeKind::Startup), forward(TERM)]
+    );
+    run.exits(ExitStatus::Signaled(TERM));
+    run.nothing_left();
+    assert_eq!(run.on(Input::OutputFlushed), [Action::Exit(143)]);
+}
+
+#[test]
+fn a_drain_joins_a_liveness_stop_without_running_pre_stop_again() {
+    let mut settings = settings(&[HookPhase::PreStop]);
+    settings.probes.liveness = Some(probe(10.0, 1, 1));
+    settings.restart = RestartPolicy::Always;
+    let mut run = Run::new(settings);
+    let liveness = probe_run(&run.on(Input::AppStarted(pid(100))), ProbeKind::Liveness).unwrap();
+    let pre_stop = hook_run(
+        &run.probe(ProbeKind::Liveness, liveness, false),
+        HookPhase::PreStop,
+    )
+    .unwrap();
+    run.at(1.0);
+    let actions = run.signal(TERM);
+    assert!(effects(&actions).is_empty());
+    assert!(messages(&actions)[0].contains("while the app stops for its liveness probe failing"));
+    assert_eq!(run.phase(), Phase::Draining);
+    // A drain request joins too, and is answered when the hooks are done.
+    assert!(effects(&run.on(Input::DrainRequested(4))).is_empty());
+    let actions = run.phase_done(HookPhase::PreStop, pre_stop, true);
+    assert_eq!(
+        effects(&actions),
+        [
+            Action::AnswerDrain {
+                waiters: vec![4],
+                outcome: Ok("1 pre_stop hook(s) done".into())
+            },
+            forward(TERM)
+        ]
+    );
+    run.exits(ExitStatus::Exited(0));
+    run.nothing_left();
+    assert_eq!(run.on(Input::OutputFlushed), [Action::Exit(0)]);
+    assert_eq!(run.count(is_run_of(HookPhase::PreStop)), 1);
+    assert_eq!(run.count(|a| *a == Action::StartApp), 1);
+}
+
+#[test]
+fn probes_stop_when_the_drain_starts_and_readiness_goes_false_at_once() {
+    let mut settings = settings(&[HookPhase::PreStop]);
+    settings.probes.liveness = Some(probe(10.0, 1, 3));
+    settings.probes.readiness = Some(probe(10.0, 1, 3));
+    let mut run = Run::new(settings);
+    let actions = run.on(Input::AppStarted(pid(100)));
+    let readiness = probe_run(&actions, ProbeKind::Readiness).unwrap();
+    run.probe(ProbeKind::Readiness, readiness, true);
+    assert!(run.ready());
+    let actions = run.on(Input::DrainRequested(1));
+    assert!(!run.ready());
+    assert_eq!(
+        effects(&actions)[..2],
+        [
+            Action::StopProbe(ProbeKind::Liveness),
+            Action::StopProbe(ProbeKind::Readiness)
+        ]
+    );
+    let checks = run.lifecycle.snapshot().readiness_checks();
+    let draining = checks.iter().find(|c| c.name == "draining").unwrap();
+    assert_eq!(draining.failure.as_deref(), Some("the drain has started"));
+}
+
+#[test]
+fn nothing_new_starts_while_a_round_of_signals_to_leftovers_is_going_out() {
+    // Not PID 1, the round is a scan of /proc on a thread: were the restarted app (or a
+    // post_stop hook) started before it ended, the scan would signal it as a leftover.
+    let mut settings = settings(&[HookPhase::PostStop]);
+    settings.restart = RestartPolicy::Always;
+    let mut run = Run::running(settings);
+    run.exits(ExitStatus::Exited(3));
+    run.on(Input::Reaped(Children::Running));
+    // The leftover dies of the group's SIGTERM while the scan still runs.
+    assert!(effects(&run.nothing_left()).is_empty());
+    assert_eq!(run.wake_in(), None);
+    let post_stop = hook_run(&run.on(Input::LeftoversSignalled), HookPhase::PostStop).unwrap();
+    run.phase_done(HookPhase::PostStop, post_stop, true);
+    // The same in a SIGKILL round.
+    run.on(Input::Reaped(Children::Running));
+    run.on(Input::LeftoversSignalled);
+    run.timer();
+    assert!(effects(&run.nothing_left()).is_empty());
+    assert_eq!(
+        effects(&run.on(Input::LeftoversSignalled)),
+        [Action::StartApp]
+    );
 }

@@ -16,11 +16,17 @@ mod executor;
 mod lifecycle;
 mod snapshot;
 
-use std::collections::VecDeque;
+// TEMPORARY until http/ and control/ are served (issue 11): they read these.
+#[allow(unused_imports)]
+pub use lifecycle::{Health, HookRecord, ProbeRecord, StopCause, Trigger};
+#[allow(unused_imports)]
+pub use snapshot::{Check, DrainStatus, Phase, Snapshot, time_left, wall_clock};
+
+use std::collections::{HashMap, VecDeque};
 use std::ffi::OsString;
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, sleep_until};
 
 use crate::config::Settings;
@@ -31,7 +37,6 @@ use crate::sys;
 use crate::sys::signals::InheritedSignals;
 use executor::Executor;
 use lifecycle::{Action, Input, Lifecycle};
-use snapshot::Snapshot;
 
 /// Runs `command` as the app under `settings` and returns graceinit's exit code.
 ///
@@ -82,20 +87,97 @@ pub fn run(settings: Settings, command: Vec<OsString>, inherited: InheritedSigna
             }
         };
         let (sender, receiver) = mpsc::unbounded_channel();
+        let (request_sender, requests) = mpsc::unbounded_channel();
+        let (published, snapshot) = watch::channel(Snapshot::initial());
+        let handle = Handle {
+            snapshot,
+            requests: request_sender,
+        };
+        // Before the app starts: a listener that cannot be had is an error now, not an
+        // app running without the health endpoints its pod relies on.
+        if let Err(e) = start_servers(&settings, pid1, handle) {
+            tracing::error!("{e}");
+            return exit_code::FAILURE;
+        }
         let mut inbox = Inbox {
             now: VecDeque::new(),
             receiver,
             signals,
+            requests,
+            waiters: HashMap::new(),
+            last_waiter: 0,
         };
         let name = format!("{:?}", command[0]);
         let mut lifecycle = Lifecycle::new(settings.clone(), name, pid1);
         let mut executor = Executor::new(settings, reaper, command, pid1, take_terminal, sender);
-        let (published, _) = watch::channel(Snapshot::initial());
         let code = supervise(&mut lifecycle, &mut executor, &mut inbox, &published).await;
         // Exit here: the log was flushed by the lifecycle's last step (within the drain's
         // deadline), and dropping the runtime would only cost time.
         std::process::exit(code)
     })
+}
+
+/// The endpoints and the control socket, each off unless configured (the socket is on by
+/// default as PID 1), serving from `handle` on tasks of their own.
+fn start_servers(settings: &Settings, pid1: bool, handle: Handle) -> Result<(), String> {
+    if let Some(address) = crate::http::start(settings, handle.clone())? {
+        tracing::info!("serving the health endpoints on http://{address}");
+    }
+    if let Some(path) = crate::control::start(settings, pid1, handle)? {
+        tracing::debug!("serving the control socket at {}", path.display());
+    }
+    Ok(())
+}
+
+/// What the endpoints and the control socket hold: the lifecycle's snapshot, and a way
+/// to ask for the drain.
+#[derive(Clone)]
+#[allow(
+    dead_code,
+    reason = "TEMPORARY until http/ and control/ are served (issue 11)"
+)]
+pub struct Handle {
+    snapshot: watch::Receiver<Snapshot>,
+    requests: mpsc::UnboundedSender<Request>,
+}
+
+/// What the endpoints and the control socket may ask of the supervisor.
+#[allow(
+    dead_code,
+    reason = "TEMPORARY until http/ and control/ are served (issue 11)"
+)]
+pub enum Request {
+    /// Start or join the drain; answered when its pre_stop hooks are done.
+    Drain(oneshot::Sender<Result<String, String>>),
+}
+
+#[allow(
+    dead_code,
+    reason = "TEMPORARY until http/ and control/ are served (issue 11)"
+)]
+impl Handle {
+    /// What the supervisor knows now.
+    pub fn snapshot(&self) -> Snapshot {
+        self.snapshot.borrow().clone()
+    }
+
+    /// Waits for the next change of the snapshot (false once graceinit is exiting).
+    #[allow(dead_code, reason = "for servers that stream changes")]
+    pub async fn changed(&mut self) -> bool {
+        self.snapshot.changed().await.is_ok()
+    }
+
+    /// Starts the drain (or joins the one under way) and waits until its pre_stop hooks
+    /// are done: Ok with a summary, or Err with the failure.
+    pub async fn drain(&self) -> Result<String, String> {
+        let (answer, answered) = oneshot::channel();
+        if self.requests.send(Request::Drain(answer)).is_err() {
+            return Err("graceinit is exiting".into());
+        }
+        answered
+            .await
+            .unwrap_or_else(|_| Err("graceinit is exiting".into()))
+    }
 }
 
 /// The loop, until the lifecycle says exit.
@@ -109,11 +191,14 @@ async fn supervise(
     let mut revision = None;
     loop {
         while let Some(action) = actions.pop_front() {
-            if let Action::Exit(code) = action {
-                return code;
-            }
-            if let Some(input) = executor.execute(action) {
-                inbox.now.push_back(input);
+            match action {
+                Action::Exit(code) => return code,
+                Action::AnswerDrain { waiters, outcome } => inbox.answer(waiters, outcome),
+                action => {
+                    if let Some(input) = executor.execute(action) {
+                        inbox.now.push_back(input);
+                    }
+                }
             }
         }
         if revision != Some(lifecycle.revision()) {
@@ -139,6 +224,12 @@ struct Inbox {
     /// flushed.
     receiver: mpsc::UnboundedReceiver<Input>,
     signals: Incoming,
+    /// Drain requests from the endpoints and the control socket.
+    requests: mpsc::UnboundedReceiver<Request>,
+    /// Requesters waiting for the drain's pre_stop hooks, by the number the lifecycle
+    /// knows them by.
+    waiters: HashMap<u64, oneshot::Sender<Result<String, String>>>,
+    last_waiter: u64,
 }
 
 impl Inbox {
@@ -158,6 +249,20 @@ impl Inbox {
             Some(input) = self.receiver.recv() => input,
             _ = sleep_until_some(wake_at) => Input::Timer,
             Some(sig) = self.signals.next() => Input::Signal(sig),
+            Some(Request::Drain(answer)) = self.requests.recv() => {
+                self.last_waiter += 1;
+                self.waiters.insert(self.last_waiter, answer);
+                Input::DrainRequested(self.last_waiter)
+            }
+        }
+    }
+
+    fn answer(&mut self, waiters: Vec<u64>, outcome: Result<String, String>) {
+        for waiter in waiters {
+            if let Some(answer) = self.waiters.remove(&waiter) {
+                // The requester may have gone (a client that hung up).
+                let _ = answer.send(outcome.clone());
+            }
         }
     }
 }
