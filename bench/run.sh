@@ -218,6 +218,30 @@ for i in "${INITS[@]}"; do
   CURRENT=
 done
 
+# 2b. Wake-ups of an idle graceinit whose config has a readiness probe every 10 s (a tcp
+# probe of a loopback listener that perl holds open): one per period is the probe's own.
+say "idle wake-ups with a readiness probe every 10 s: graceinit -- sleep 3600"
+perl -MIO::Socket::INET -e '$s = IO::Socket::INET->new(LocalAddr => "127.0.0.1", LocalPort => 0, Listen => 128) or die "listen: $!"; $| = 1; print $s->sockport, "\n"; while ($c = $s->accept) { close $c }' >"$WORK/listener.port" 2>>"$LOG" &
+LISTENER=$!
+for _ in $(seq 50); do [[ -s $WORK/listener.port ]] && break; sleep 0.1; done
+[[ -s $WORK/listener.port ]] || die "the loopback listener for the probe did not start"
+printf '[probes.readiness]\ntcp = "127.0.0.1:%s"\nperiod = "10s"\n' "$(<"$WORK/listener.port")" >"$WORK/probe.toml"
+"$G" --config "$WORK/probe.toml" -- sleep 3600 >/dev/null 2>>"$LOG" &
+pid=$!
+CURRENT=$pid
+sleep 0.5
+alive "$pid" || die "graceinit with a probe died right after starting"
+before=$(switches "$pid")
+sleep 10
+V[probe_wakeups,g]=$(($(switches "$pid") - before))
+kill -TERM "$pid"
+for _ in $(seq 50); do alive "$pid" || break; sleep 0.1; done
+alive "$pid" && kill_tree "$pid"
+wait "$pid" 2>/dev/null || true
+CURRENT=
+kill "$LISTENER" 2>/dev/null || true
+wait "$LISTENER" 2>/dev/null || true
+
 # ---------------------------------------------------------------------------------------
 # 3. Binary size.
 for i in "${INITS[@]}"; do
@@ -316,6 +340,7 @@ row "start-up overhead over bare \`true\`, median, ms" overmed
 row "idle RSS (VmRSS of \`INIT -- sleep 3600\`), MiB" rss
 row "threads of the idle init" threads
 row "wake-ups while idle for ${IDLE_SECONDS} s (context switches)" wakeups
+row "wake-ups per 10 s while idle, with a readiness probe every 10 s (context switches)" probe_wakeups
 row "binary size, bytes" sizefmt size
 row "reap $ORPHANS orphans as PID 1: first fork → 0 zombies, ms (best of $REAP_ROUNDS)" elapsed_ms
 row "↳ of which creating them (the app's fork rate), ms" create_ms
@@ -337,6 +362,7 @@ cat <<EOF
 | start-up overhead (median) ≤ ${STARTUP_TARGET_RATIO}× tini-static's | ${V[overmed,g]} ms, ${over_ratio}× | $(pass "$over_ratio <= $STARTUP_TARGET_RATIO") |
 | idle RSS ≤ $RSS_TARGET_MIB MiB | ${V[rss,g]} MiB | $(pass "${V[rss,g]} <= $RSS_TARGET_MIB") |
 | no wake-up while idle | ${V[wakeups,g]} | $(pass "${V[wakeups,g]} == 0") |
+| with a 10 s readiness probe, one wake-up per 10 s (its own) | ${V[probe_wakeups,g]} | $(pass "${V[probe_wakeups,g]} <= 2") |
 | binary ≤ 3 MiB ($(thousands $SIZE_TARGET_BYTES) bytes) | ${V[sizefmt,g]} bytes | $(pass "${V[size,g]} <= $SIZE_TARGET_BYTES") |
 | reap time ≤ ${REAP_TARGET_RATIO}× tini-static's | ${reap_ratio}× | $(pass "$reap_ratio <= $REAP_TARGET_RATIO") |
 | no zombie left after reaping | ${V[left,g]} | $(pass "${V[left,g]} == 0") |
@@ -345,7 +371,9 @@ cat <<EOF
 How: start-up is \`hyperfine -N\` (no shell), ${V[nruns,g]} runs per command in $STARTUP_ROUNDS rounds
 (20 warm-up runs each) with the commands taking turns. Idle RSS is VmRSS from
 /proc/PID/status 0.5 s after \`INIT -- sleep 3600\` started (not PID 1); wake-ups are the
-context switches of all its threads over the next $IDLE_SECONDS s. Reaping runs
+context switches of all its threads over the next $IDLE_SECONDS s; with a probe, the same
+over 10 s for \`graceinit --config C -- sleep 3600\` where C has a tcp readiness probe
+(period 10s) of a loopback listener. Reaping runs
 \`unshare --pid --fork --mount-proc INIT -- orphans $ORPHANS\` (bench/orphans.c: one double fork at a
 time, the child exits at once so the grandchild is orphaned to PID 1; a thread scans /proc for
 zombies whose parent is PID 1), the inits taking turns for $REAP_ROUNDS rounds. Signal forwarding

@@ -18,11 +18,13 @@ pub enum Invocation {
     Check(CheckArgs),
     Sleep(SleepArgs),
     Probe(ProbeArgs),
+    Drain(DrainArgs),
+    Status(StatusArgs),
 }
 
-pub const USAGE: &str = "graceinit [OPTIONS] [--] CMD [ARGS...]\n       graceinit check [CONFIG]\n       graceinit sleep DURATION...\n       graceinit probe URL [--timeout D]";
+pub const USAGE: &str = "graceinit [OPTIONS] [--] CMD [ARGS...]\n       graceinit check [CONFIG]\n       graceinit sleep DURATION...\n       graceinit probe URL [--timeout D]\n       graceinit drain [--timeout D] [--socket PATH]\n       graceinit status [--json] [--socket PATH]";
 
-const SUBCOMMANDS: &[&str] = &["check", "sleep", "probe"];
+const SUBCOMMANDS: &[&str] = &["check", "sleep", "probe", "drain", "status"];
 
 pub fn parse(args: Vec<OsString>) -> Result<Invocation, clap::Error> {
     let first = args
@@ -37,6 +39,8 @@ pub fn parse(args: Vec<OsString>) -> Result<Invocation, clap::Error> {
         return Ok(match first {
             "check" => Invocation::Check(CheckArgs::try_parse_from(rest)?),
             "sleep" => Invocation::Sleep(SleepArgs::try_parse_from(rest)?),
+            "drain" => Invocation::Drain(DrainArgs::try_parse_from(rest)?),
+            "status" => Invocation::Status(StatusArgs::try_parse_from(rest)?),
             _ => Invocation::Probe(ProbeArgs::try_parse_from(rest)?),
         });
     }
@@ -174,6 +178,11 @@ pub struct SuperviseArgs {
     #[arg(long, env = "GRACEINIT_LISTEN", value_name = "ADDR")]
     pub listen: Option<String>,
 
+    /// The control socket for `graceinit drain` and `status` (as PID 1 the default is
+    /// /run/graceinit.sock, or /tmp/graceinit.sock where /run is missing or read-only).
+    #[arg(long, env = "GRACEINIT_SOCKET", value_name = "PATH")]
+    pub socket: Option<String>,
+
     /// Log format.
     #[arg(long, env = "GRACEINIT_LOG_FORMAT", value_name = "text|json", value_parser = parse_log_format)]
     pub log_format: Option<LogFormat>,
@@ -201,6 +210,7 @@ impl SuperviseArgs {
             log_format: self.log_format,
             warn_on_reap: self.warn_on_reap,
             listen: self.listen.clone(),
+            socket: self.socket.clone(),
         }
     }
 }
@@ -246,6 +256,46 @@ pub struct ProbeArgs {
 
     #[command(flatten)]
     pub log: QuietArgs,
+}
+
+/// Start the drain (or join the one under way) and wait until the pre_stop hooks are
+/// done: the target of a Kubernetes preStop exec hook. Exit 0 when they are; 1 with the
+/// reason when no supervisor answers, a hook failed with on_failure = "fail", or the
+/// timeout passed (the drain goes on).
+#[derive(Debug, Parser)]
+#[command(name = "graceinit drain")]
+pub struct DrainArgs {
+    /// Give up waiting after this long (default: wait as long as the hooks take; the
+    /// supervisor cuts them short at the drain's stop deadline).
+    #[arg(long, value_name = "D", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+
+    #[command(flatten)]
+    pub socket: SocketArgs,
+
+    #[command(flatten)]
+    pub log: QuietArgs,
+}
+
+/// What the running supervisor knows: phase, readiness, the app, hooks, probes, the
+/// drain and the last events.
+#[derive(Debug, Parser)]
+#[command(name = "graceinit status")]
+pub struct StatusArgs {
+    /// The JSON of the /status endpoint.
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub socket: SocketArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SocketArgs {
+    /// The supervisor's control socket (default: $GRACEINIT_SOCKET, [control] socket in
+    /// $GRACEINIT_CONFIG, /run/graceinit.sock, /tmp/graceinit.sock).
+    #[arg(long, env = "GRACEINIT_SOCKET", value_name = "PATH")]
+    pub socket: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -55,6 +55,8 @@ fn run() -> i32 {
         Ok(Invocation::Check(args)) => commands::check::run(&args),
         Ok(Invocation::Sleep(args)) => commands::sleep::run(&args),
         Ok(Invocation::Probe(args)) => commands::probe::run(&args),
+        Ok(Invocation::Drain(args)) => commands::drain::run(&args),
+        Ok(Invocation::Status(args)) => commands::status::run(&args),
     }
 }
 

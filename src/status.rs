@@ -118,3 +118,29 @@ fn outcome_name(outcome: &Outcome) -> &'static str {
         Outcome::CutShort => "cut_short",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::supervisor::Snapshot;
+
+    #[test]
+    fn the_initial_snapshot_renders_with_every_field() {
+        let json = to_json(&Snapshot::initial());
+        assert_eq!(json["phase"], "starting");
+        assert_eq!(json["ready"], false);
+        assert_eq!(json["app"]["pid"], Value::Null);
+        assert_eq!(json["app"]["restarts"], 0);
+        assert_eq!(json["drain"], Value::Null);
+        assert_eq!(json["version"], env!("CARGO_PKG_VERSION"));
+        assert!(
+            json["not_ready"]
+                .as_str()
+                .unwrap()
+                .starts_with("post_start: ")
+        );
+        for key in ["hooks", "probes", "events"] {
+            assert_eq!(json[key], json!([]), "{key}");
+        }
+    }
+}

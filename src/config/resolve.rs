@@ -13,8 +13,8 @@ use toml::Spanned;
 
 use super::error::{ConfigError, Locator};
 use super::file::{
-    ActionTable, ConfigFile, DurationValue, HttpTable, LogFormat, LogLevel, RestartPolicy,
-    SignalValue, Text,
+    ActionTable, ConfigFile, ControlTable, DurationValue, HttpTable, LogFormat, LogLevel,
+    RestartPolicy, SignalValue, Text,
 };
 use super::model::{Action, Hook, HookPhase, Hooks, Http, HttpRequest, Probe, Probes, Settings};
 use super::redact::redact_url;
@@ -30,6 +30,8 @@ pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(30);
 /// The kubelet's back-off for a crashing container: 10s doubling to 5m.
 pub const DEFAULT_RESTART_BACKOFF: Duration = Duration::from_secs(10);
 pub const DEFAULT_RESTART_BACKOFF_MAX: Duration = Duration::from_secs(5 * 60);
+/// The longest path a unix socket can be bound at (`sun_path` less its NUL).
+const MAX_SOCKET_PATH: usize = 107;
 
 /// What the command line and the environment say; `None` leaves the file's value.
 #[derive(Debug, Default, Clone)]
@@ -46,6 +48,8 @@ pub struct Overrides {
     pub warn_on_reap: bool,
     /// `--listen` / `GRACEINIT_LISTEN`: the endpoints' address, over `[http] listen`.
     pub listen: Option<String>,
+    /// `--socket` / `GRACEINIT_SOCKET`: the control socket's path.
+    pub socket: Option<String>,
 }
 
 pub(super) fn resolve(
@@ -318,12 +322,7 @@ impl<E: Fn(&str) -> Result<String, VarError>> Resolver<'_, E> {
             readiness: self.probe(file.probes.readiness.as_ref())?,
         };
         let http = self.http(&file.http, overrides.listen.as_deref())?;
-        let control_socket = file
-            .control
-            .socket
-            .as_ref()
-            .map(|t| self.expand(t))
-            .transpose()?;
+        let control_socket = self.control_socket(overrides.socket.as_deref(), &file.control)?;
 
         let log_level = match overrides.verbosity {
             0 => file.log.level.unwrap_or(LogLevel::Warn),
@@ -388,6 +387,34 @@ impl<E: Fn(&str) -> Result<String, VarError>> Resolver<'_, E> {
             prestop: table.prestop,
             token,
         })
+    }
+
+    /// `--socket` / `GRACEINIT_SOCKET` over `[control] socket`: a path a unix socket can
+    /// be bound at (sun_path holds 107 bytes and a NUL).
+    fn control_socket(
+        &mut self,
+        overridden: Option<&str>,
+        control: &ControlTable,
+    ) -> Result<Option<String>, ConfigError> {
+        let (path, span) = match (overridden, &control.socket) {
+            (Some(path), _) => (path.to_string(), None),
+            (None, Some(text)) => (self.expand(text)?, Some(text.span())),
+            (None, None) => return Ok(None),
+        };
+        let problem = if path.is_empty() {
+            Some("the control socket's path is empty".to_string())
+        } else if path.len() > MAX_SOCKET_PATH {
+            Some(format!(
+                "the control socket's path `{path}` is {} bytes long; a unix socket's path is at most {MAX_SOCKET_PATH}",
+                path.len()
+            ))
+        } else {
+            None
+        };
+        match problem {
+            Some(message) => Err(self.error_at(span, message)),
+            None => Ok(Some(path)),
+        }
     }
 
     fn drain_signals(

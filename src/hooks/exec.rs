@@ -1,16 +1,40 @@
-//! Exec hooks: argv without a shell, in a process group of their own, output relayed.
+//! Exec hooks and probes: argv without a shell, in a process group of their own, output
+//! relayed (a hook's) or captured (a probe's).
 
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 
 use nix::unistd::Pid;
 use tokio::time::Instant;
 
 use super::Outcome;
-use super::relay::{OUTPUT_GRACE, Relays};
+use super::relay::{Captured, OUTPUT_GRACE, Relays, Sink};
 use crate::logging::{HookSource, Stream};
 use crate::reaper::Reaper;
 use crate::sys::process::signal_group;
+
+/// Where an exec action's output goes.
+#[derive(Clone)]
+pub enum Output {
+    /// To the log as it comes, as `[phase#index] line`.
+    Log { phase: &'static str, index: usize },
+    /// Into a probe run's capture.
+    Capture(Arc<Mutex<Captured>>),
+}
+
+impl Output {
+    fn sink(&self, stream: Stream) -> Sink {
+        match self {
+            Output::Log { phase, index } => Sink::Log(HookSource {
+                phase,
+                index: *index,
+                stream,
+            }),
+            Output::Capture(captured) => Sink::Capture(captured.clone(), stream),
+        }
+    }
+}
 
 #[allow(
     clippy::too_many_arguments,
@@ -19,7 +43,7 @@ use crate::sys::process::signal_group;
 pub async fn run(
     reaper: &Reaper,
     relays: &Relays,
-    (phase, index): (&'static str, usize),
+    output: &Output,
     argv: &[String],
     env: &BTreeMap<String, String>,
     workdir: Option<&str>,
@@ -56,13 +80,8 @@ pub async fn run(
         }
     };
     let group = KillGroupOnDrop(spawned.pid);
-    let source = |stream| HookSource {
-        phase,
-        index,
-        stream,
-    };
-    let stdout_done = relays.start(out_reader.into(), source(Stream::Stdout));
-    let stderr_done = relays.start(err_reader.into(), source(Stream::Stderr));
+    let stdout_done = relays.start(out_reader.into(), output.sink(Stream::Stdout));
+    let stderr_done = relays.start(err_reader.into(), output.sink(Stream::Stderr));
 
     let outcome = tokio::select! {
         status = spawned.exit => match status {

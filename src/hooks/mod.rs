@@ -1,18 +1,21 @@
 //! Running hook actions — exec, http, tcp, sleep — each under a time limit, and reporting
-//! how it went. The lifecycle (when hooks run, what a failure means) is the
-//! supervisor's; this module only runs one action and tells the truth about it.
+//! how it went; probes' checks run on the same actions ([`Runner::check`]). The lifecycle
+//! (when hooks run, what a failure means) is the supervisor's, the probes' schedule is
+//! probes/'s; this module only runs one action and tells the truth about it.
 
 mod exec;
 mod relay;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use crate::config::{Action, Hook, HttpRequest, redact_url, redact_urls_in};
 use crate::reaper::Reaper;
+use exec::Output;
 use relay::Relays;
+pub use relay::{Captured, CapturedLine};
 
 /// How one run of a hook ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,14 +91,12 @@ impl Runner {
             Outcome::TimedOut(hook.timeout)
         };
         tracing::info!(hook = %label, action = %hook.action, "running hook");
+        let output = Output::Log {
+            phase: hook.phase.name(),
+            index: hook.index,
+        };
         let outcome = self
-            .perform(
-                &hook.action,
-                (hook.phase.name(), hook.index),
-                started,
-                limit,
-                expired,
-            )
+            .perform(&hook.action, &output, started, limit, expired)
             .await;
         let report = Report {
             label,
@@ -106,35 +107,43 @@ impl Runner {
         report
     }
 
-    /// One run of a probe's action, cut at `timeout`: Ok, or why it failed.
+    /// One run of a probe's action, cut at `timeout` (an exec probe's process group is
+    /// killed then, and its status left to the reaper): Ok, or why it failed; and what an
+    /// exec probe printed, at most `room` lines of it (the rest counted), for the probe
+    /// to show or not.
     pub async fn check(
         &self,
-        name: &'static str,
         action: &Action,
         timeout: Duration,
-    ) -> Result<(), String> {
+        room: usize,
+    ) -> (Result<(), String>, Captured) {
         let started = Instant::now();
+        let captured = Arc::new(Mutex::new(Captured::with_room(room)));
         let outcome = self
             .perform(
                 action,
-                (name, 1),
+                &Output::Capture(captured.clone()),
                 started,
                 started + timeout,
                 Outcome::TimedOut(timeout),
             )
             .await;
-        match outcome {
+        let result = match outcome {
             Outcome::Succeeded => Ok(()),
             other => Err(other.describe()),
-        }
+        };
+        // What reached the capture by now; a relay still held open by a process that left
+        // the probe's group writes on into the shared copy, which nobody reads.
+        let output = std::mem::take(&mut *captured.lock().unwrap_or_else(|e| e.into_inner()));
+        (result, output)
     }
 
-    /// Runs `action` until `limit`, when it ends as `expired`. `source` names exec output
-    /// lines (`[pre_stop#1]`).
+    /// Runs `action` until `limit`, when it ends as `expired`. `output` says where exec
+    /// output goes.
     async fn perform(
         &self,
         action: &Action,
-        source: (&'static str, usize),
+        output: &Output,
         started: Instant,
         limit: Instant,
         expired: Outcome,
@@ -149,7 +158,7 @@ impl Runner {
                 exec::run(
                     &self.reaper,
                     &self.relays,
-                    source,
+                    output,
                     argv,
                     env,
                     workdir.as_deref(),
@@ -189,10 +198,13 @@ impl Runner {
 }
 
 /// Redirects are not followed: a pre-stop call that gets redirected did not reach the
-/// registry it was meant for.
+/// registry it was meant for. No connection is kept alive, as the kubelet's prober keeps
+/// none (DisableKeepAlives): a probe every period opens its own, and an idle pooled
+/// connection would bring the pool's reaper timer, a wake-up of its own.
 pub fn http_client() -> Result<reqwest::Client, String> {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(0)
         .build()
         .map_err(|e| format!("cannot create the HTTP client: {}", error_chain(&e)))
 }

@@ -6,10 +6,13 @@
 //! for ever; the hook's report waits for it only briefly, and at most
 //! [`MAX_ABANDONED`] such relays are kept (the oldest is closed beyond that), so they
 //! cannot pile up however often hooks run.
+//!
+//! A probe's output is not logged as it comes: it is captured ([`Captured`]) and handed
+//! back with the run's result, and the probe decides what of it to show (probes/output.rs).
 
 use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
@@ -18,7 +21,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::logging::{self, HookSource};
+use crate::logging::{self, HookSource, Stream};
 
 /// The longest piece of a line passed on at once.
 pub const MAX_LINE: usize = 16 * 1024;
@@ -40,11 +43,11 @@ pub struct Relays {
 }
 
 impl Relays {
-    /// Starts relaying `reader`; the receiver fires at end of file.
-    pub fn start(&self, reader: OwnedFd, source: HookSource) -> oneshot::Receiver<()> {
+    /// Starts relaying `reader` to `sink`; the receiver fires at end of file.
+    pub fn start(&self, reader: OwnedFd, sink: Sink) -> oneshot::Receiver<()> {
         let (done, finished) = oneshot::channel();
         let task = tokio::spawn(async move {
-            relay_lines(reader, &source).await;
+            relay_lines(reader, &sink).await;
             let _ = done.send(());
         });
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
@@ -75,9 +78,70 @@ impl Relays {
     }
 }
 
-/// Copies every line from `reader` to the log until end of file. A last line without a
+/// Where a relay's lines go.
+pub enum Sink {
+    /// Straight to the log, as `[pre_stop#1] line`.
+    Log(HookSource),
+    /// Into a probe run's capture.
+    Capture(Arc<Mutex<Captured>>, Stream),
+}
+
+impl Sink {
+    fn line(&self, text: &[u8], cut: bool) {
+        match self {
+            Sink::Log(source) => logging::hook_line(source, text, cut),
+            Sink::Capture(captured, stream) => captured
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(*stream, text, cut),
+        }
+    }
+}
+
+/// One line (or cut piece) a probe printed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CapturedLine {
+    pub stream: Stream,
+    pub text: Vec<u8>,
+    pub cut: bool,
+}
+
+/// The output of one probe run, stdout and stderr interleaved as they came: at most
+/// `room` lines are kept (each at most [`MAX_LINE`] bytes), the rest only counted, so a
+/// probe that prints without end costs a bounded amount of memory.
+#[derive(Debug, Default)]
+pub struct Captured {
+    pub lines: Vec<CapturedLine>,
+    /// Lines beyond `room`.
+    pub overflow: usize,
+    room: usize,
+}
+
+impl Captured {
+    pub fn with_room(room: usize) -> Self {
+        Captured {
+            lines: Vec::new(),
+            overflow: 0,
+            room,
+        }
+    }
+
+    fn push(&mut self, stream: Stream, text: &[u8], cut: bool) {
+        if self.lines.len() < self.room {
+            self.lines.push(CapturedLine {
+                stream,
+                text: text.to_vec(),
+                cut,
+            });
+        } else {
+            self.overflow += 1;
+        }
+    }
+}
+
+/// Copies every line from `reader` to `sink` until end of file. A last line without a
 /// newline is still passed on.
-async fn relay_lines(reader: OwnedFd, source: &HookSource) {
+async fn relay_lines(reader: OwnedFd, sink: &Sink) {
     let Ok(mut receiver) = pipe::Receiver::from_owned_fd(reader) else {
         return;
     };
@@ -86,12 +150,10 @@ async fn relay_lines(reader: OwnedFd, source: &HookSource) {
     loop {
         match receiver.read(&mut chunk).await {
             Ok(0) | Err(_) => break,
-            Ok(n) => lines.push(&chunk[..n], |text, cut| {
-                logging::hook_line(source, text, cut)
-            }),
+            Ok(n) => lines.push(&chunk[..n], |text, cut| sink.line(text, cut)),
         }
     }
-    lines.finish(|text, cut| logging::hook_line(source, text, cut));
+    lines.finish(|text, cut| sink.line(text, cut));
 }
 
 /// Splits a byte stream into lines of at most [`MAX_LINE`] bytes, holding at most one

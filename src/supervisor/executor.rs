@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::process::Command;
 use std::sync::Arc;
+use std::time::Duration;
 
 use nix::unistd::Pid;
 use tokio::sync::mpsc::UnboundedSender;
@@ -85,7 +86,7 @@ impl Executor {
                     task.abort();
                 }
             }
-            Action::StartProbe { kind, run } => self.start_probe(kind, run),
+            Action::StartProbe { kind, run, first } => self.start_probe(kind, run, first),
             Action::StopProbe(kind) => {
                 if let Some(task) = self.probe_runs.remove(&kind) {
                     task.abort();
@@ -166,14 +167,20 @@ impl Executor {
         }
     }
 
-    fn start_probe(&mut self, kind: ProbeKind, run: u64) {
+    fn start_probe(&mut self, kind: ProbeKind, run: u64, first: Duration) {
         let Some(probe) = probe_of(&self.settings, kind) else {
             return;
         };
         let inbox = self.inbox.clone();
-        let task = probes::spawn(kind, probe.clone(), self.runner.clone(), move |result| {
-            let _ = inbox.send(Input::ProbeResult { kind, run, result });
-        });
+        let task = probes::spawn(
+            kind,
+            probe.clone(),
+            first,
+            self.runner.clone(),
+            move |result| {
+                let _ = inbox.send(Input::ProbeResult { kind, run, result });
+            },
+        );
         if let Some(earlier) = self.probe_runs.insert(kind, task.abort_handle()) {
             earlier.abort();
         }

@@ -127,10 +127,12 @@ pub enum Action {
     },
     /// Stop a phase's hooks now (their process groups are killed).
     AbortHooks(HookPhase),
-    /// Run a probe every period until stopped; its results carry `run`.
+    /// Run a probe every period, the first time after `first`, until stopped; its results
+    /// carry `run`.
     StartProbe {
         kind: ProbeKind,
         run: u64,
+        first: Duration,
     },
     StopProbe(ProbeKind),
     /// `sig` to whatever the app left behind (`app` is its process group); answered with
@@ -268,6 +270,10 @@ pub(super) enum Leftovers {
         /// When the next round goes out (None while one is going out).
         next_round: Option<Instant>,
     },
+    /// All reaped, but a round of signals is still going out (a scan of /proc on a
+    /// thread of its own): nothing new starts before it is over, or the round would
+    /// signal the restarted app or a post_stop hook as a leftover.
+    Reaped,
 }
 
 /// What follows once the leftovers are gone.
@@ -512,6 +518,7 @@ impl Lifecycle {
             Stage::Stopping { kill_at, killed } => (!killed).then_some(kill_at),
             Stage::Ending { leftovers, .. } => match leftovers {
                 Leftovers::Checking
+                | Leftovers::Reaped
                 | Leftovers::Term {
                     signalling: true, ..
                 } => None,
@@ -971,8 +978,8 @@ impl Lifecycle {
             self.run_hooks(HookPhase::PostStart, None);
         }
         // The startup probe runs alongside post_start, as the kubelet's does.
-        self.start_probe(ProbeKind::Startup);
-        self.on_started_maybe();
+        self.start_probe(ProbeKind::Startup, now);
+        self.on_started_maybe(now);
     }
 
     fn on_app_not_started(&mut self, code: i32, now: Instant) {
@@ -981,6 +988,9 @@ impl Lifecycle {
             // the restart policy: no retry would find it.
             self.flush_and_exit(code, now);
         } else {
+            // It never ran: the back-off must not count the time since the last start
+            // as running time (which would reset it).
+            self.app.started_at = None;
             self.app_ended(ExitStatus::Exited(code), now);
         }
     }
@@ -1073,6 +1083,15 @@ impl Lifecycle {
             return;
         };
         match (children, leftovers) {
+            (
+                Children::None,
+                Leftovers::Term {
+                    signalling: true, ..
+                }
+                | Leftovers::Kill {
+                    next_round: None, ..
+                },
+            ) => self.set_leftovers(Leftovers::Reaped),
             (Children::None, _) => self.leftovers_gone(now),
             (Children::Running, Leftovers::Checking) => {
                 let past_kill_at = self.exit_deadline().is_some_and(|kill_at| now >= kill_at);
@@ -1129,6 +1148,7 @@ impl Lifecycle {
                 give_up,
                 next_round: Some((now + KILL_ROUND).min(give_up)),
             }),
+            Leftovers::Reaped => self.leftovers_gone(now),
             _ => {}
         }
     }
@@ -1283,7 +1303,7 @@ impl Lifecycle {
         match phase {
             HookPhase::PostStart if ok => {
                 self.app.post_start_done = true;
-                self.on_started_maybe();
+                self.on_started_maybe(now);
             }
             HookPhase::PostStart => self.stop_for(StopCause::FailedPostStart, now),
             HookPhase::OnReady => {
@@ -1336,13 +1356,13 @@ impl Lifecycle {
 
     /// post_start done and the startup probe passed: liveness and readiness probes
     /// start, and the app may become ready.
-    fn on_started_maybe(&mut self) {
+    fn on_started_maybe(&mut self, now: Instant) {
         if self.stage != Stage::Up || self.stop.is_some() || !self.started() {
             return;
         }
         self.stop_probe(ProbeKind::Startup);
-        self.start_probe(ProbeKind::Liveness);
-        self.start_probe(ProbeKind::Readiness);
+        self.start_probe(ProbeKind::Liveness, now);
+        self.start_probe(ProbeKind::Readiness, now);
         self.update_ready();
     }
 
@@ -1386,10 +1406,15 @@ impl Lifecycle {
     }
 
     /// Starts a configured probe afresh (Kubernetes: probes restart with the container).
-    fn start_probe(&mut self, kind: ProbeKind) {
-        if self.probe_mut(kind).is_none() {
+    /// Its initial delay counts from the app's start, as the kubelet's does, also for the
+    /// probes that wait for the startup probe.
+    fn start_probe(&mut self, kind: ProbeKind, now: Instant) {
+        let Some(initial_delay) = probe_of(&self.settings, kind).map(|p| p.initial_delay) else {
             return;
-        }
+        };
+        let first = self.app.started_at.map_or(initial_delay, |at| {
+            (at + initial_delay).saturating_duration_since(now)
+        });
         let run = self.next_run();
         let Some(probe) = self.probe_mut(kind) else {
             return;
@@ -1398,7 +1423,7 @@ impl Lifecycle {
         probe.consecutive_successes = 0;
         probe.consecutive_failures = 0;
         probe.run = Some(run);
-        self.out.push(Action::StartProbe { kind, run });
+        self.out.push(Action::StartProbe { kind, run, first });
     }
 
     fn stop_probe(&mut self, kind: ProbeKind) {
@@ -1472,7 +1497,7 @@ impl Lifecycle {
                     }
                 }
             }
-            (ProbeKind::Startup, Health::Healthy) => self.on_started_maybe(),
+            (ProbeKind::Startup, Health::Healthy) => self.on_started_maybe(now),
             (ProbeKind::Readiness, _) => self.update_ready(),
             _ => {}
         }

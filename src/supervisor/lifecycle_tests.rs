@@ -1083,6 +1083,15 @@ fn a_restart_that_cannot_start_is_an_exit_of_the_app() {
         messages(&actions),
         ["BackOff: restart 2 in 1s (the app ended with exit code 127)"]
     );
+    // Failing to start is no running time: a long back-off does not reset the sequence.
+    run.now += secs(3600.0);
+    assert_eq!(effects(&run.on(Input::Timer)), [Action::StartApp]);
+    run.on(Input::AppNotStarted(127));
+    let actions = run.nothing_left();
+    assert_eq!(
+        messages(&actions),
+        ["BackOff: restart 3 in 2s (the app ended with exit code 127)"]
+    );
 }
 
 #[test]
@@ -1147,7 +1156,7 @@ fn probe(period: f64, success_threshold: u32, failure_threshold: u32) -> Probe {
 
 fn probe_run(actions: &[Action], wanted: ProbeKind) -> Option<u64> {
     actions.iter().find_map(|a| match a {
-        Action::StartProbe { kind, run } if *kind == wanted => Some(*run),
+        Action::StartProbe { kind, run, .. } if *kind == wanted => Some(*run),
         _ => None,
     })
 }
@@ -1358,4 +1367,54 @@ fn probes_stop_when_the_drain_starts_and_readiness_goes_false_at_once() {
     let checks = run.lifecycle.snapshot().readiness_checks();
     let draining = checks.iter().find(|c| c.name == "draining").unwrap();
     assert_eq!(draining.failure.as_deref(), Some("the drain has started"));
+}
+
+#[test]
+fn nothing_new_starts_while_a_round_of_signals_to_leftovers_is_going_out() {
+    // Not PID 1, the round is a scan of /proc on a thread: were the restarted app (or a
+    // post_stop hook) started before it ended, the scan would signal it as a leftover.
+    let mut settings = settings(&[HookPhase::PostStop]);
+    settings.restart = RestartPolicy::Always;
+    let mut run = Run::running(settings);
+    run.exits(ExitStatus::Exited(3));
+    run.on(Input::Reaped(Children::Running));
+    // The leftover dies of the group's SIGTERM while the scan still runs.
+    assert!(effects(&run.nothing_left()).is_empty());
+    assert_eq!(run.wake_in(), None);
+    let post_stop = hook_run(&run.on(Input::LeftoversSignalled), HookPhase::PostStop).unwrap();
+    run.phase_done(HookPhase::PostStop, post_stop, true);
+    // The same in a SIGKILL round.
+    run.on(Input::Reaped(Children::Running));
+    run.on(Input::LeftoversSignalled);
+    run.timer();
+    assert!(effects(&run.nothing_left()).is_empty());
+    assert_eq!(
+        effects(&run.on(Input::LeftoversSignalled)),
+        [Action::StartApp]
+    );
+}
+
+#[test]
+fn initial_delays_count_from_the_apps_start_as_the_kubelets() {
+    let mut settings = settings(&[]);
+    settings.probes.startup = Some(probe(1.0, 1, 30));
+    let mut liveness = probe(10.0, 1, 3);
+    liveness.initial_delay = secs(10.0);
+    settings.probes.liveness = Some(liveness);
+    let mut run = Run::new(settings);
+    let actions = run.on(Input::AppStarted(pid(100)));
+    let startup = probe_run(&actions, ProbeKind::Startup).unwrap();
+    assert!(actions.contains(&Action::StartProbe {
+        kind: ProbeKind::Startup,
+        run: startup,
+        first: secs(0.0)
+    }));
+    run.at(4.0);
+    let actions = run.probe(ProbeKind::Startup, startup, true);
+    let liveness = probe_run(&actions, ProbeKind::Liveness).unwrap();
+    assert!(actions.contains(&Action::StartProbe {
+        kind: ProbeKind::Liveness,
+        run: liveness,
+        first: secs(6.0)
+    }));
 }

@@ -7,5 +7,6 @@ pub mod proc;
 pub mod process;
 pub mod signals;
 pub mod spawn;
+pub mod timer;
 pub mod wait;
 pub mod wait_signal;

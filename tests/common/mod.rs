@@ -76,6 +76,7 @@ const GRACEINIT_ENV: &[&str] = &[
     "GRACEINIT_REMAP_EXIT",
     "GRACEINIT_PDEATHSIG",
     "GRACEINIT_WARN_ON_REAP",
+    "GRACEINIT_SOCKET",
 ];
 
 /// Serializes the timing-sensitive tests of one test binary (each test file is its own
@@ -228,7 +229,8 @@ impl Launch {
     }
 
     /// `unshare --pid --fork --mount-proc --kill-child graceinit ARGS...`: graceinit is
-    /// PID 1 of a new PID namespace and sees only its own processes in /proc. unshare
+    /// PID 1 of a new PID namespace and sees only its own processes in /proc, with a
+    /// tmpfs of its own on /run. unshare
     /// passes graceinit's exit code through (graceinit itself never dies of a signal as
     /// PID 1); `--kill-child` SIGKILLs the namespace if unshare is killed.
     pub fn pid1<I, S>(args: I) -> Launch
@@ -239,6 +241,15 @@ impl Launch {
         require_tool("unshare", "util-linux");
         let mut command = Command::new("unshare");
         command.args(["--pid", "--fork", "--mount-proc", "--kill-child"]);
+        // A /run of its own, as a container has: as PID 1 graceinit serves its control
+        // socket at /run/graceinit.sock by default, and tests running side by side must
+        // not meet at the host's. `exec` keeps the pid: graceinit is still PID 1.
+        command.args([
+            "sh",
+            "-c",
+            "mount -t tmpfs -o mode=755 graceinit-run /run && exec \"$@\"",
+            "sh",
+        ]);
         if let Some(runner) = RUNNER {
             command.arg(runner);
         }
