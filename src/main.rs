@@ -104,12 +104,6 @@ fn supervise(args: cli::SuperviseArgs) -> i32 {
         ));
         return exit_code::USAGE;
     }
-    for part in settings.not_yet_active() {
-        tracing::warn!(
-            "{part} is configured but not active in graceinit {}",
-            env!("CARGO_PKG_VERSION")
-        );
-    }
     // Here only when the app could not be started: the error is still in the log queue.
     let code = supervisor::run(settings, command, inherited);
     logging::flush(Instant::now() + Duration::from_secs(1));

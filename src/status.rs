@@ -1,7 +1,3 @@
-#![allow(
-    dead_code,
-    reason = "TEMPORARY until http/ and control/ are served (issue 11)"
-)]
 //! The supervisor's snapshot as JSON: what `/status` serves and `graceinit status --json`
 //! prints, written once. Times are RFC 3339 (UTC); durations are seconds. Nothing here
 //! can hold a secret: the snapshot has none (no env value, header, body, token, URL).

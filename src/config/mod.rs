@@ -20,20 +20,9 @@ pub use file::{LogFormat, LogLevel, OnFailure, parse_duration, parse_target};
 pub use model::{Action, Hook, HookPhase, HttpRequest, Settings};
 pub use redact::{redact_url, redact_urls_in};
 pub use resolve::Overrides;
-// The rest of what `config` offers: every name it had before the split (so no path
-// elsewhere changes) and the back-off defaults.
-#[allow(
-    unused_imports,
-    reason = "offered to the supervisor and, next, the probes"
-)]
-pub use {
-    file::RestartPolicy,
-    model::{Hooks, Http, Probe, Probes},
-    resolve::{
-        DEFAULT_GRACE_PERIOD, DEFAULT_HOOK_TIMEOUT, DEFAULT_KILL_LEFTOVERS_AFTER,
-        DEFAULT_RESTART_BACKOFF, DEFAULT_RESTART_BACKOFF_MAX, DEFAULT_STOP_TIMEOUT,
-    },
-};
+#[cfg(test)]
+use resolve::{DEFAULT_GRACE_PERIOD, DEFAULT_STOP_TIMEOUT};
+pub use {file::RestartPolicy, model::Probe};
 
 use error::Locator;
 use resolve::resolve;

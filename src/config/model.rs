@@ -198,11 +198,3 @@ pub struct Http {
     pub prestop: bool,
     pub token: Option<String>,
 }
-
-impl Settings {
-    /// Parts of the design this version parses and validates but does not run yet.
-    /// Nothing now: every part is served (the lead may drop this and its warning).
-    pub fn not_yet_active(&self) -> Vec<&'static str> {
-        Vec::new()
-    }
-}

@@ -16,11 +16,8 @@ mod executor;
 mod lifecycle;
 mod snapshot;
 
-// TEMPORARY until http/ and control/ are served (issue 11): they read these.
-#[allow(unused_imports)]
-pub use lifecycle::{Health, HookRecord, ProbeRecord, StopCause, Trigger};
-#[allow(unused_imports)]
-pub use snapshot::{Check, DrainStatus, Phase, Snapshot, time_left, wall_clock};
+pub use lifecycle::{Health, HookRecord, StopCause, Trigger};
+pub use snapshot::{Check, Phase, Snapshot, time_left, wall_clock};
 
 use std::collections::{HashMap, VecDeque};
 use std::ffi::OsString;
@@ -132,29 +129,17 @@ fn start_servers(settings: &Settings, pid1: bool, handle: Handle) -> Result<(), 
 /// What the endpoints and the control socket hold: the lifecycle's snapshot, and a way
 /// to ask for the drain.
 #[derive(Clone)]
-#[allow(
-    dead_code,
-    reason = "TEMPORARY until http/ and control/ are served (issue 11)"
-)]
 pub struct Handle {
     snapshot: watch::Receiver<Snapshot>,
     requests: mpsc::UnboundedSender<Request>,
 }
 
 /// What the endpoints and the control socket may ask of the supervisor.
-#[allow(
-    dead_code,
-    reason = "TEMPORARY until http/ and control/ are served (issue 11)"
-)]
 pub enum Request {
     /// Start or join the drain; answered when its pre_stop hooks are done.
     Drain(oneshot::Sender<Result<String, String>>),
 }
 
-#[allow(
-    dead_code,
-    reason = "TEMPORARY until http/ and control/ are served (issue 11)"
-)]
 impl Handle {
     /// What the supervisor knows now.
     pub fn snapshot(&self) -> Snapshot {
@@ -162,7 +147,6 @@ impl Handle {
     }
 
     /// Waits for the next change of the snapshot (false once graceinit is exiting).
-    #[allow(dead_code, reason = "for servers that stream changes")]
     pub async fn changed(&mut self) -> bool {
         self.snapshot.changed().await.is_ok()
     }

@@ -2,11 +2,6 @@
 //! (a `tokio::sync::watch`): the endpoints and the control socket read only this, never
 //! the lifecycle itself. It holds no secret: no env value, header, body, token or URL.
 
-#![allow(
-    dead_code,
-    reason = "TEMPORARY until http/ and control/ are served (issue 11)"
-)]
-
 use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
