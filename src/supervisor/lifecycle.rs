@@ -56,8 +56,13 @@ pub const AFTER_SIGKILL: Duration = Duration::from_secs(5);
 pub const KILL_ROUND: Duration = Duration::from_millis(50);
 
 /// How long hook output and log lines still in flight may take to reach stderr before
-/// graceinit exits (never past the drain's `kill_at`).
+/// graceinit exits (never past the drain's `kill_at`, but see `LAST_LINES`).
 pub const OUTPUT_AT_EXIT: Duration = Duration::from_secs(1);
+
+/// The time the last lines always get, even at or past `kill_at`: the `Killing` event of
+/// an app SIGKILLed at kill_at is written by the log thread, which a loaded machine may
+/// not have run yet when the app's exit is reaped.
+pub const LAST_LINES: Duration = Duration::from_millis(100);
 
 /// Everything the lifecycle reacts to.
 #[derive(Debug)]
@@ -762,7 +767,7 @@ impl Lifecycle {
                     now,
                 );
                 if let Stage::Flushing { by, .. } = &mut self.stage {
-                    *by = (*by).min(deadlines.kill_at);
+                    *by = (*by).min(deadlines.kill_at.max(now + LAST_LINES));
                 }
             }
             Stage::Exited => {}
@@ -1210,7 +1215,9 @@ impl Lifecycle {
     }
 
     fn flush_and_exit(&mut self, code: i32, now: Instant) {
-        let by = self.cut_at_kill_at(now + OUTPUT_AT_EXIT);
+        let by = self
+            .cut_at_kill_at(now + OUTPUT_AT_EXIT)
+            .max(now + LAST_LINES);
         self.stage = Stage::Flushing { code, by };
         self.out.push(Action::FlushOutput { by });
     }

@@ -333,8 +333,13 @@ fn a_drain_without_hooks_stops_at_once_and_kills_at_the_grace_periods_end() {
     let actions = run.exits(ExitStatus::Signaled(KILL));
     assert_eq!(reasons(&actions), [Reason::DrainFinished]);
     let actions = run.nothing_left();
-    // Past kill_at already: the output gets no time at all.
-    assert_eq!(effects(&actions), [Action::FlushOutput { by: run.now }]);
+    // At kill_at already: the last lines (the Killing event) get LAST_LINES, no more.
+    assert_eq!(
+        effects(&actions),
+        [Action::FlushOutput {
+            by: run.now + LAST_LINES
+        }]
+    );
     assert_eq!(run.on(Input::OutputFlushed), [Action::Exit(137)]);
 }
 
@@ -556,7 +561,12 @@ fn a_drain_during_post_stop_cuts_it_at_kill_at_and_stops_restarts() {
         [Action::AbortHooks(HookPhase::PostStop), Action::Reap]
     );
     let actions = run.nothing_left();
-    assert_eq!(effects(&actions), [Action::FlushOutput { by: run.now }]);
+    assert_eq!(
+        effects(&actions),
+        [Action::FlushOutput {
+            by: run.now + LAST_LINES
+        }]
+    );
     assert_eq!(run.on(Input::OutputFlushed), [Action::Exit(3)]);
     assert_eq!(run.count(|a| *a == Action::StartApp), 1);
 }
@@ -887,9 +897,14 @@ fn past_kill_at_there_is_no_sigterm_round() {
     // One round at least, none after.
     assert_eq!(run.wake_in(), Some(KILL_ROUND));
     let actions = run.timer();
-    // Given up, and no time left for the output: exit at once.
-    let kill_at = run.t0 + secs(10.0);
-    assert_eq!(effects(&actions), [Action::FlushOutput { by: kill_at }]);
+    // Given up, and past kill_at: the last lines get LAST_LINES, then the exit.
+    assert_eq!(
+        effects(&actions),
+        [Action::FlushOutput {
+            by: run.now + LAST_LINES
+        }]
+    );
+    assert_eq!(run.wake_in(), Some(LAST_LINES));
     assert_eq!(effects(&run.timer()), [Action::Exit(137)]);
 }
 
