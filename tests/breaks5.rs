@@ -386,7 +386,7 @@ fn dead_drain_clients_hold_every_control_socket_place_until_pre_stop_ends() {
         graceinit
             .stderr_so_far()
             .lines()
-            .filter(|l| l.contains("control socket") && l.contains("drain"))
+            .filter(|l| l.contains("control socket") && l.contains("request=\"drain\""))
             .count()
             == 16
     });

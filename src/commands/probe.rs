@@ -81,8 +81,8 @@ fn action(text: &str) -> Result<Action, Problem> {
         }
         return Ok(Action::Tcp(address.to_string()));
     }
-    validate::http_url(text).map_err(Problem::Url)?;
-    Ok(Action::Http(HttpRequest::get(text)))
+    let url = validate::http_url(text).map_err(Problem::Url)?;
+    Ok(Action::Http(HttpRequest::get(&url)))
 }
 
 /// Ok: what answered (for -v); Err: why the check failed.

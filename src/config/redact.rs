@@ -7,9 +7,24 @@
 const MASK: &str = "***";
 
 /// `url` with its userinfo password and every query value replaced by `***`. The whole
-/// of `url` is taken as the URL (as written or expanded, parsed or not); text without
-/// `://` is returned as it is.
+/// of `url` is taken as the URL (as written or expanded, parsed or not). What the URL
+/// parser reads as an http(s) URL is shown in the parser's canonical form, redacted: the
+/// parser is lenient (`http:/u:p@h`, `http:\\u:p@h`, `http:///u:p@h` are all
+/// `http://u:p@h/`), and only its own reading says for sure where a password is. Text it
+/// cannot parse (a `${VAR}` as written) is redacted as written; text without `://` is
+/// returned as it is.
 pub fn redact_url(url: &str) -> String {
+    if let Ok(parsed) = reqwest::Url::parse(url) {
+        if matches!(parsed.scheme(), "http" | "https") && parsed.as_str() != url {
+            return redact_written(parsed.as_str());
+        }
+    }
+    redact_written(url)
+}
+
+/// The redaction of `url` read as written: the authority after `://`, the query after
+/// the first `?`, the fragment after the first `#`.
+fn redact_written(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else {
         return url.to_string();
     };
@@ -139,5 +154,27 @@ mod tests {
             redact_urls_in("redact_url(x) twice: http://a:***@h/?q=***"),
             "redact_url(x) twice: http://a:***@h/?q=***"
         );
+    }
+}
+
+#[cfg(test)]
+mod slashes {
+    use super::redact_url;
+
+    #[test]
+    fn urls_the_parser_reads_as_http_without_two_slashes_are_redacted() {
+        for written in [
+            "http:/user:pw@127.0.0.1:8080/health?token=q",
+            "http:\\\\user:pw@127.0.0.1:8080/health?token=q",
+            "http:user:pw@127.0.0.1:8080/health?token=q",
+            "HTTP:///user:pw@127.0.0.1:8080/health?token=q",
+        ] {
+            let shown = redact_url(written);
+            assert_eq!(
+                shown, "http://user:***@127.0.0.1:8080/health?token=***",
+                "{written}"
+            );
+        }
+        assert_eq!(redact_url("not a url: pw"), "not a url: pw");
     }
 }

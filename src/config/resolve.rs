@@ -375,7 +375,14 @@ impl<E: Fn(&str) -> Result<String, VarError>> Resolver<'_, E> {
             (None, Some(text)) => (Some(self.expand(text)?), Some(text.span())),
             (None, None) => (None, None),
         };
-        let token = table.token.as_ref().map(|t| self.expand(t)).transpose()?;
+        // A token read from a file (a Secret mounted or put in an env var) usually ends
+        // with a newline, which no header value can carry: the token is the text
+        // without surrounding whitespace.
+        let token = table
+            .token
+            .as_ref()
+            .map(|t| self.expand(t).map(|token| token.trim().to_string()))
+            .transpose()?;
         if let Some(listen) = &listen {
             let address =
                 validate::listen_address(listen).map_err(|e| self.error_at(span.clone(), e))?;
@@ -527,7 +534,7 @@ impl<E: Fn(&str) -> Result<String, VarError>> Resolver<'_, E> {
         }
         if let Some(http) = &t.http {
             let url = self.expand(&http.url)?;
-            validate::http_url(&url).map_err(|e| {
+            let url = validate::http_url(&url).map_err(|e| {
                 // Shown as written only, redacted: once expanded, a `/`, `?` or `#` inside
                 // a secret moves where the authority or the query ends, and no redaction
                 // can tell the secret from the URL any more.
@@ -571,7 +578,11 @@ impl<E: Fn(&str) -> Result<String, VarError>> Resolver<'_, E> {
         if let Some(address) = &t.tcp {
             let expanded = self.expand(address)?;
             if !validate::is_host_port(&expanded) {
-                return Err(self.error(address.span(), format!("`{expanded}` is not host:port")));
+                // Quoted as written: an expanded ${VAR} may be a secret.
+                return Err(self.error(
+                    address.span(),
+                    format!("`{}` is not host:port", address.get_ref()),
+                ));
             }
             return Ok(Action::Tcp(expanded));
         }

@@ -501,3 +501,14 @@ fn restart_backoff_cannot_exceed_its_max() {
     let (line, column, _) = error("[app]\nrestart_backoff_max = \"0s\"\n");
     assert_eq!((line, column), (2, 23));
 }
+
+#[test]
+fn the_prestop_token_is_the_text_without_surrounding_whitespace() {
+    // A Secret made from a file ends with a newline, which no header value can carry.
+    let s = parse("[http]\nlisten = \"0.0.0.0:9090\"\nprestop = true\ntoken = \"s3cr3t\\n\"\n")
+        .unwrap();
+    assert_eq!(s.http.token.as_deref(), Some("s3cr3t"));
+    let e =
+        parse("[http]\nlisten = \"0.0.0.0:9090\"\nprestop = true\ntoken = \" \\n\"\n").unwrap_err();
+    assert!(e.to_string().contains("token"), "{e}");
+}

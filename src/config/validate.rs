@@ -236,12 +236,14 @@ impl UrlError {
 }
 
 /// An http action's URL, expanded: one reqwest can send to, over http or https.
-pub fn http_url(url: &str) -> Result<(), UrlError> {
+pub fn http_url(url: &str) -> Result<String, UrlError> {
     let parsed = reqwest::Url::parse(url).map_err(|e| UrlError::NotAUrl(e.to_string()))?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(UrlError::Scheme);
     }
-    Ok(())
+    // As the parser read it: `http:/u:p@h` and `http:\\u:p@h` are `http://u:p@h/`, and
+    // only the canonical form is what the redaction rule can be sure to read the same way.
+    Ok(parsed.to_string())
 }
 
 /// An HTTP method, as sent: upper case.

@@ -80,9 +80,16 @@ pub fn ask(
     let started = Instant::now();
     let (mut stream, path) = connect(located)?;
     let broken = |e: io::Error| Failure::Broken(format!("{}: {e}", path.display()));
-    stream
+    // A server that refuses the client (busy, wrong uid) answers and closes at once,
+    // maybe before the request is written: its answer is still worth reading.
+    let mut unsent = stream
         .write_all(format!("{}\n", request.line()).as_bytes())
-        .map_err(broken)?;
+        .err();
+    if unsent.is_some() {
+        stream
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .map_err(broken)?;
+    }
     let mut answer = Vec::new();
     let mut chunk = [0u8; 8192];
     while !answer.contains(&b'\n') {
@@ -101,12 +108,19 @@ pub fn ask(
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                 ) =>
             {
+                if let Some(e) = unsent.take() {
+                    // Refused without a word: the write's error says why.
+                    return Err(broken(e));
+                }
                 // The deadline passed: the loop's check says so.
                 continue;
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(broken(e)),
+            Err(e) => return Err(broken(unsent.take().unwrap_or(e))),
         };
+        if let (0, Some(e)) = (read, unsent.take()) {
+            return Err(broken(e));
+        }
         if read == 0 {
             return Err(Failure::Broken(format!(
                 "graceinit closed {} without an answer (it is exiting)",

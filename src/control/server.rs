@@ -2,17 +2,18 @@
 //! loop, one task per client, none of which can hold up supervision.
 
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, UnixAddr};
 use nix::sys::stat::Mode;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{UnixListener, UnixSocket, UnixStream};
 use tokio::sync::Semaphore;
 use tokio::time::timeout;
@@ -248,14 +249,56 @@ async fn serve_client(mut stream: UnixStream, handle: &Handle, owner: u32) {
         Request::Status => {
             json!({ "ok": true, "status": crate::status::to_json(&handle.snapshot()) })
         }
-        // Answered when the pre_stop hooks are done; a client that has gone by then
-        // (its --timeout) leaves the drain to go on.
-        Request::Drain => match handle.drain().await {
-            Ok(outcome) => json!({ "ok": true, "outcome": outcome }),
-            Err(reason) => failure(reason),
+        // Answered when the pre_stop hooks are done. A client that hangs up before (its
+        // --timeout, or the kubelet killing it) gives its place back at once; the drain
+        // goes on.
+        Request::Drain => tokio::select! {
+            answer = handle.drain() => match answer {
+                Ok(outcome) => json!({ "ok": true, "outcome": outcome }),
+                Err(reason) => failure(reason),
+            },
+            () = hung_up(&stream) => {
+                tracing::debug!("control socket: a drain client hung up before its answer");
+                return;
+            }
         },
     };
     reply(&mut stream, &answer).await;
+}
+
+/// Resolves once the client has closed the connection altogether. A client that only
+/// shut down its writing side (`echo drain | nc -U PATH`) still waits for its answer:
+/// then this never resolves. Bytes after the request are read and ignored.
+async fn hung_up(stream: &UnixStream) {
+    let mut ignored = [0u8; 64];
+    loop {
+        let Ok(ready) = stream.ready(Interest::READABLE).await else {
+            return;
+        };
+        if ready.is_read_closed() {
+            return end_of_requests(stream).await;
+        }
+        match stream.try_read(&mut ignored) {
+            Ok(0) => return end_of_requests(stream).await,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// Nothing more will be read: the client closed the connection (then POLLHUP: return),
+/// or only its writing side (wait for ever: the answer is still wanted).
+async fn end_of_requests(stream: &UnixStream) {
+    let mut polled = [PollFd::new(stream.as_fd(), PollFlags::empty())];
+    // A zero timeout: a look at the socket's state, not a wait.
+    let hung_up = poll(&mut polled, PollTimeout::ZERO).is_ok_and(|n| n > 0)
+        && polled[0]
+            .revents()
+            .is_some_and(|events| events.intersects(PollFlags::POLLHUP | PollFlags::POLLERR));
+    if !hung_up {
+        std::future::pending::<()>().await;
+    }
 }
 
 /// One request line (or what came before the client closed its side).

@@ -234,6 +234,9 @@ impl Inbox {
             _ = sleep_until_some(wake_at) => Input::Timer,
             Some(sig) = self.signals.next() => Input::Signal(sig),
             Some(Request::Drain(answer)) = self.requests.recv() => {
+                // Requesters that hung up meanwhile (a /prestop client gone) are forgotten
+                // here, so that many of them cost no memory.
+                self.waiters.retain(|_, waiting| !waiting.is_closed());
                 self.last_waiter += 1;
                 self.waiters.insert(self.last_waiter, answer);
                 Input::DrainRequested(self.last_waiter)

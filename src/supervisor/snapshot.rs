@@ -137,8 +137,12 @@ impl Snapshot {
         if let Some(probe) = self.probe(ProbeKind::Liveness) {
             checks.push(Check {
                 name: "liveness",
-                // Unknown is alive, as for the kubelet: only failures count.
-                failure: (probe.health == Health::Unhealthy).then(|| failed(probe)),
+                // Unknown is alive, as for the kubelet: only failures count, and only
+                // while the probe runs. Once it has failed, graceinit stops and restarts
+                // the app itself (or exits): a /livez failing meanwhile would have the
+                // kubelet kill the container under graceinit's restart policy.
+                failure: (probe.run.is_some() && probe.health == Health::Unhealthy)
+                    .then(|| failed(probe)),
             });
         }
         checks
