@@ -139,6 +139,13 @@ fn text_hook_line(source: &HookSource, text: &[u8], cut: bool) -> Vec<u8> {
 }
 
 /// Waits, at most until `deadline`, for the lines already queued to be written.
+/// Whether log lines are queued or being written.
+pub fn pending() -> bool {
+    QUEUE
+        .get()
+        .is_some_and(|queue| queue.pending.load(Ordering::Acquire) > 0)
+}
+
 pub fn flush(deadline: Instant) {
     if let Some(queue) = QUEUE.get() {
         queue.wait_empty(deadline);

@@ -5,6 +5,8 @@
 //! the stop signal goes out once, on the SIGTERM.
 
 mod common;
+// Shared with tests/lifecycle.rs, which uses all of it; this file, a part.
+#[allow(dead_code)]
 mod lifecycle_support;
 
 use std::io::{Read, Write};

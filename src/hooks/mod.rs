@@ -69,6 +69,11 @@ impl Runner {
         }
     }
 
+    /// Whether hook output may still be on its way to the log.
+    pub fn output_in_flight(&self) -> bool {
+        self.relays.any_running()
+    }
+
     /// Lets hook output still in flight reach the log (until `deadline` at the latest),
     /// before exit.
     pub async fn finish_output(&self, deadline: Instant) {

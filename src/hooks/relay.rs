@@ -69,6 +69,13 @@ impl Relays {
         }
     }
 
+    /// Whether any relay is still copying output.
+    pub fn any_running(&self) -> bool {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        running.retain(|task| !task.is_finished());
+        !running.is_empty()
+    }
+
     /// Waits, at most until `deadline`, for the relays still running.
     pub async fn finish(&self, deadline: Instant) {
         let tasks = std::mem::take(&mut *self.running.lock().unwrap_or_else(|e| e.into_inner()));

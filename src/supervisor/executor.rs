@@ -93,7 +93,7 @@ impl Executor {
                 }
             }
             Action::SignalLeftovers { sig, app } => return self.signal_leftovers(sig, app),
-            Action::FlushOutput { by } => self.flush_output(by),
+            Action::FlushOutput { by } => return self.flush_output(by),
             Action::Announce(event) => events::log(&event),
             Action::Log(level, message) => log(level, &message),
             Action::AnswerDrain { .. } | Action::Exit(_) => {
@@ -207,8 +207,12 @@ impl Executor {
         None
     }
 
-    /// Hook output and log lines in flight reach stderr, by `by` at the latest.
-    fn flush_output(&self, by: Instant) {
+    /// Hook output and log lines in flight reach stderr, by `by` at the latest. With
+    /// nothing in flight (a quiet run) it is done at once: no task, no thread.
+    fn flush_output(&self, by: Instant) -> Option<Input> {
+        if !self.runner.output_in_flight() && !logging::pending() {
+            return Some(Input::OutputFlushed);
+        }
         let runner = self.runner.clone();
         let inbox = self.inbox.clone();
         tokio::spawn(async move {
@@ -218,6 +222,7 @@ impl Executor {
             let _ = flushed.await;
             let _ = inbox.send(Input::OutputFlushed);
         });
+        None
     }
 }
 
