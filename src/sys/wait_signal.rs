@@ -50,8 +50,10 @@ impl BlockedSignals {
     /// interrupted (the caller checks its own deadline and waits again).
     pub fn wait(&self, timeout: Option<Duration>) -> Option<c_int> {
         let timespec = timeout.map(|timeout| libc::timespec {
-            // Saturates: past i64::MAX seconds the kernel waits for ever anyway.
-            tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX),
+            // Saturates: past i64::MAX seconds the kernel waits for ever anyway. (i64, as
+            // time_t is on every target graceinit builds for: the libc crate deprecates
+            // naming the alias on musl, whose time_t it will widen.)
+            tv_sec: i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX),
             tv_nsec: timeout.subsec_nanos().into(),
         });
         let timespec_ptr = timespec
