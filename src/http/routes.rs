@@ -14,7 +14,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use subtle::ConstantTimeEq;
 
 use super::{Endpoints, metrics};
-use crate::supervisor::{Check, Handle};
+use crate::supervisor::{Check, Handle, Snapshot};
 
 /// How long any answer but `/prestop`'s may take (`/metrics` reads /proc on a thread).
 /// `/prestop` answers when the pre_stop hooks are done, which the drain's own deadlines
@@ -58,25 +58,32 @@ pub async fn answer(
     }
 }
 
-/// The read-only paths, from one snapshot.
+/// The read-only paths, from one snapshot. The health paths, which the kubelet asks
+/// every few seconds and a load balancer maybe hundreds of times a second, read it in
+/// place; the others take a copy (/metrics reads /proc on the blocking pool meanwhile).
 async fn read(path: &str, query: &str, handle: &Handle) -> Response<Full<Bytes>> {
+    let checks = match path {
+        "/livez" => Some(("livez", handle.with_snapshot(Snapshot::liveness_checks))),
+        "/readyz" => Some(("readyz", handle.with_snapshot(Snapshot::readiness_checks))),
+        "/startupz" => Some(("startupz", handle.with_snapshot(Snapshot::startup_checks))),
+        _ => None,
+    };
+    if let Some((name, checks)) = checks {
+        let (status, body) = health(name, &checks, &HealthQuery::parse(query));
+        return text(status, body);
+    }
     let snapshot = handle.snapshot();
-    let (name, checks) = match path {
-        "/livez" => ("livez", snapshot.liveness_checks()),
-        "/readyz" => ("readyz", snapshot.readiness_checks()),
-        "/startupz" => ("startupz", snapshot.startup_checks()),
+    match path {
         "/status" => {
             let mut body = crate::status::to_json(&snapshot).to_string();
             body.push('\n');
-            return respond(StatusCode::OK, JSON, body);
+            respond(StatusCode::OK, JSON, body)
         }
         _ => {
             let body = metrics::render(&snapshot).await;
-            return respond(StatusCode::OK, METRICS, body);
+            respond(StatusCode::OK, METRICS, body)
         }
-    };
-    let (status, body) = health(name, &checks, &HealthQuery::parse(query));
-    text(status, body)
+    }
 }
 
 /// `?verbose` and `?exclude=name` (repeatable), as kube-apiserver reads them.

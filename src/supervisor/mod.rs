@@ -146,6 +146,12 @@ impl Handle {
         self.snapshot.borrow().clone()
     }
 
+    /// `read` of what the supervisor knows now, without a copy (the snapshot is locked
+    /// for the supervisor's next change meanwhile: keep `read` short).
+    pub fn with_snapshot<R>(&self, read: impl FnOnce(&Snapshot) -> R) -> R {
+        read(&self.snapshot.borrow())
+    }
+
     /// Waits for the next change of the snapshot (false once graceinit is exiting).
     pub async fn changed(&mut self) -> bool {
         self.snapshot.changed().await.is_ok()
