@@ -12,9 +12,10 @@
 mod client;
 mod server;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 pub use client::{Failure, ask, locate};
+pub use server::SocketFile;
 
 use crate::config::Settings;
 use crate::supervisor::Handle;
@@ -60,7 +61,11 @@ impl Request {
 /// neither can be had (a read-only root without /run and /tmp) graceinit warns and runs
 /// without it, as tini would, since a SIGTERM alone still drains. Not PID 1, it is off
 /// unless configured: several graceinits may share a host and its /run.
-pub fn start(settings: &Settings, pid1: bool, handle: Handle) -> Result<Option<PathBuf>, String> {
+pub fn start(
+    settings: &Settings,
+    pid1: bool,
+    handle: Handle,
+) -> Result<Option<SocketFile>, String> {
     let bound = match (&settings.control_socket, pid1) {
         (Some(path), _) => server::bind(Path::new(path))
             .map_err(|e| format!("cannot serve the control socket at {path}: {e}"))?,
@@ -76,7 +81,5 @@ pub fn start(settings: &Settings, pid1: bool, handle: Handle) -> Result<Option<P
         },
         (None, false) => return Ok(None),
     };
-    let path = bound.path().to_path_buf();
-    server::serve(bound, handle);
-    Ok(Some(path))
+    Ok(Some(server::serve(bound, handle)))
 }

@@ -19,7 +19,7 @@ use tokio::sync::Semaphore;
 use tokio::time::timeout;
 
 use super::{DEFAULT_SOCKET, FALLBACK_SOCKET, Request};
-use crate::supervisor::{Handle, Phase};
+use crate::supervisor::Handle;
 
 /// Clients served at once; one more is told so and closed. A `drain` client holds its
 /// place until the pre_stop hooks are done, which the drain's deadlines bound.
@@ -38,12 +38,6 @@ pub struct Bound {
     path: PathBuf,
     /// The socket file's device and inode: at exit it is removed only if still ours.
     file: (u64, u64),
-}
-
-impl Bound {
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -170,15 +164,15 @@ fn ensure_tmp() -> io::Result<()> {
     }
 }
 
-/// Serves `bound` on tasks of the event loop until graceinit exits.
-pub fn serve(bound: Bound, handle: Handle) {
+/// Serves `bound` on tasks of the event loop until graceinit exits; the socket file is
+/// the caller's to remove then.
+pub fn serve(bound: Bound, handle: Handle) -> SocketFile {
     let owner = nix::unistd::geteuid().as_raw();
     let Bound {
         listener,
         path,
         file,
     } = bound;
-    tokio::spawn(remove_at_exit(path, file, handle.clone()));
     let places = Arc::new(Semaphore::new(MAX_CLIENTS));
     tokio::spawn(async move {
         loop {
@@ -205,6 +199,7 @@ pub fn serve(bound: Bound, handle: Handle) {
             });
         }
     });
+    SocketFile { path, file }
 }
 
 async fn serve_client(mut stream: UnixStream, handle: &Handle, owner: u32) {
@@ -349,20 +344,31 @@ async fn reply(stream: &mut UnixStream, answer: &Value) {
     }
 }
 
-/// Removes the socket file once graceinit is exiting, if the file is still the one it
-/// bound. One unlink on /run or /tmp, the last thing the loop does; skipped when
-/// graceinit exits before (as PID 1 the container's filesystem goes with it anyway).
-async fn remove_at_exit(path: PathBuf, file: (u64, u64), mut handle: Handle) {
-    while handle.changed().await {
-        if handle.snapshot().phase != Phase::Exited {
-            continue;
-        }
-        let ours = std::fs::symlink_metadata(&path).is_ok_and(|now| (now.dev(), now.ino()) == file);
+/// The socket file graceinit bound, to remove when it exits.
+pub struct SocketFile {
+    path: PathBuf,
+    /// The file's device and inode: it is removed only if still ours.
+    file: (u64, u64),
+}
+
+impl SocketFile {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// One unlink on /run or /tmp, the last thing graceinit does (as PID 1 the
+    /// container's filesystem goes with it anyway; not PID 1, the next run would find a
+    /// stale file and replace it, but tidier not to leave it).
+    pub fn remove(&self) {
+        let ours = std::fs::symlink_metadata(&self.path)
+            .is_ok_and(|now| (now.dev(), now.ino()) == self.file);
         if ours {
-            if let Err(e) = std::fs::remove_file(&path) {
-                tracing::debug!("cannot remove the control socket {}: {e}", path.display());
+            if let Err(e) = std::fs::remove_file(&self.path) {
+                tracing::debug!(
+                    "cannot remove the control socket {}: {e}",
+                    self.path.display()
+                );
             }
         }
-        return;
     }
 }

@@ -27,6 +27,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, sleep_until};
 
 use crate::config::Settings;
+use crate::control::SocketFile;
 use crate::exit_code;
 use crate::reaper::Reaper;
 use crate::signals::{Incoming, signal_name};
@@ -92,10 +93,13 @@ pub fn run(settings: Settings, command: Vec<OsString>, inherited: InheritedSigna
         };
         // Before the app starts: a listener that cannot be had is an error now, not an
         // app running without the health endpoints its pod relies on.
-        if let Err(e) = start_servers(&settings, pid1, handle) {
-            tracing::error!("{e}");
-            return exit_code::FAILURE;
-        }
+        let socket_file = match start_servers(&settings, pid1, handle) {
+            Ok(socket_file) => socket_file,
+            Err(e) => {
+                tracing::error!("{e}");
+                return exit_code::FAILURE;
+            }
+        };
         let mut inbox = Inbox {
             now: VecDeque::new(),
             receiver,
@@ -108,6 +112,9 @@ pub fn run(settings: Settings, command: Vec<OsString>, inherited: InheritedSigna
         let mut lifecycle = Lifecycle::new(settings.clone(), name, pid1);
         let mut executor = Executor::new(settings, reaper, command, pid1, take_terminal, sender);
         let code = supervise(&mut lifecycle, &mut executor, &mut inbox, &published).await;
+        if let Some(socket_file) = socket_file {
+            socket_file.remove();
+        }
         // Exit here: the log was flushed by the lifecycle's last step (within the drain's
         // deadline), and dropping the runtime would only cost time.
         std::process::exit(code)
@@ -115,15 +122,24 @@ pub fn run(settings: Settings, command: Vec<OsString>, inherited: InheritedSigna
 }
 
 /// The endpoints and the control socket, each off unless configured (the socket is on by
-/// default as PID 1), serving from `handle` on tasks of their own.
-fn start_servers(settings: &Settings, pid1: bool, handle: Handle) -> Result<(), String> {
+/// default as PID 1), serving from `handle` on tasks of their own. Returns the socket's
+/// file, to remove at exit.
+fn start_servers(
+    settings: &Settings,
+    pid1: bool,
+    handle: Handle,
+) -> Result<Option<SocketFile>, String> {
     if let Some(address) = crate::http::start(settings, handle.clone())? {
         tracing::info!("serving the health endpoints on http://{address}");
     }
-    if let Some(path) = crate::control::start(settings, pid1, handle)? {
-        tracing::debug!("serving the control socket at {}", path.display());
+    let socket_file = crate::control::start(settings, pid1, handle)?;
+    if let Some(socket_file) = &socket_file {
+        tracing::debug!(
+            "serving the control socket at {}",
+            socket_file.path().display()
+        );
     }
-    Ok(())
+    Ok(socket_file)
 }
 
 /// What the endpoints and the control socket hold: the lifecycle's snapshot, and a way
@@ -150,11 +166,6 @@ impl Handle {
     /// for the supervisor's next change meanwhile: keep `read` short).
     pub fn with_snapshot<R>(&self, read: impl FnOnce(&Snapshot) -> R) -> R {
         read(&self.snapshot.borrow())
-    }
-
-    /// Waits for the next change of the snapshot (false once graceinit is exiting).
-    pub async fn changed(&mut self) -> bool {
-        self.snapshot.changed().await.is_ok()
     }
 
     /// Starts the drain (or joins the one under way) and waits until its pre_stop hooks
