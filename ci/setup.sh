@@ -19,6 +19,7 @@ packages=(
   tini dumb-init hyperfine   # the side-by-side benchmark
   python3 python3-prometheus-client  # tests/endpoints.rs parses /metrics with Prometheus' parser
   wrk             # bench/endpoints.sh: /readyz throughput and latency
+  nginx-light etcd-server curl  # tests/real_systems.rs: nginx as the app, etcd as the registry
 )
 missing=()
 for p in "${packages[@]}"; do
