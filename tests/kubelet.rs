@@ -248,7 +248,7 @@ struct Pod {
     name: String,
     /// Bind-mounted at /shared: the app's `ready` and the `events` record.
     shared: TempDir,
-    _config: TempDir,
+    config: TempDir,
     /// graceinit's endpoint on the host's loopback (`--network host`).
     port: u16,
 }
@@ -282,11 +282,11 @@ timeout = "5s"
         let pod = Pod {
             name,
             shared,
-            _config: config,
+            config,
             port,
         };
         let shared_mount = format!("{}:/shared", pod.shared.path().display());
-        let config_mount = format!("{}:/etc/graceinit:ro", pod._config.path().display());
+        let config_mount = format!("{}:/etc/graceinit:ro", pod.config.path().display());
         run_ok(
             podman(["run", "-d", "--pull=never", "--network", "host", "--name"])
                 .arg(&pod.name)
