@@ -114,6 +114,10 @@ sleep = "{args.pre_stop_sleep}s"
         self.unshare = subprocess.Popen(
             ["unshare", "--pid", "--fork", "--mount-proc"] + init + app,
             stdout=subprocess.DEVNULL, stderr=self.stderr, start_new_session=True)
+        self.init_pid = None
+
+    def wait_ready(self):
+        name = self.name
         self.init_pid = wait_until(f"{name}'s init", lambda: (children(self.unshare.pid) or [0])[0], 5)
         self.app_pid = wait_until(f"{name}'s app", self.find_app, 5)
         wait_until(f"{name}'s app on port {self.app_port}", lambda: http_ok(self.app_port, "/healthz"), 10)
@@ -128,10 +132,13 @@ sleep = "{args.pre_stop_sleep}s"
 
     def stop(self):
         if self.unshare.poll() is None:
-            try:
-                os.kill(self.init_pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            # SIGKILL to PID 1 ends the whole namespace; unshare then exits.
+            pid = self.init_pid or (children(self.unshare.pid) or [None])[0]
+            if pid:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
             try:
                 self.unshare.wait(5)
             except subprocess.TimeoutExpired:
@@ -265,10 +272,16 @@ def main():
     p.add_argument("--request-timeout", type=float, default=5)
     args = p.parse_args()
     os.makedirs(args.work, exist_ok=True)
+    # zero-drop.sh stops a run with SIGTERM (Ctrl-C): end it through the finally below,
+    # which kills the replicas and HAProxy (they run in sessions of their own).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     replicas, haproxy = [], None
     try:
-        replicas = [Replica("a", args), Replica("b", args)]
+        for name in ("a", "b"):
+            replicas.append(Replica(name, args))
+        for r in replicas:
+            r.wait_ready()
         a = replicas[0]
         front = free_port()
         stats = os.path.join(args.work, "haproxy.sock")
