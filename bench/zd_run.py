@@ -1,0 +1,407 @@
+#!/usr/bin/env python3
+"""One run of the zero-drop benchmark (bench/zero-drop.sh runs it many times).
+
+    zd_run.py --init tini|dumb-init|graceinit --app naive|graceful [--k8s]
+              --work DIR [--graceinit PATH] [--tini PATH] [--dumb-init PATH]
+
+Two replicas of bench/zd_app.py, each in a PID namespace of its own
+(`unshare --pid --fork --mount-proc`) whose PID 1 is the init under test, behind HAProxy
+on loopback (retries 0, no redispatch, checks inter 1s fall 2 rise 2). An open-loop
+client sends request i at start + i/rate over keep-alive connections, without retries,
+and records every request. At --trigger-at seconds replica A's PID 1 gets SIGTERM, as
+the kubelet sends it, and SIGKILL --grace seconds later if it still runs. With --k8s,
+replica A is also taken out of HAProxy through its runtime API (`set server be/a state
+maint`) --endpoint-delay seconds after the trigger, as the endpoints controller does.
+
+Prints one JSON object on stdout: requests sent, failed and how, the time from the
+trigger to the app's exit, the init's exit status. Progress and errors go to stderr.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def log(msg):
+    print(f"    {msg}", file=sys.stderr, flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(what, predicate, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.01)
+    raise RuntimeError(f"timed out after {timeout}s waiting for {what}")
+
+
+def children(pid):
+    out = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                out += [int(p) for p in f.read().split()]
+    except OSError:
+        pass
+    return out
+
+
+def cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().split(b"\0")
+    except OSError:
+        return []
+
+
+def http_ok(port, path):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+            answer = b""
+            while chunk := s.recv(4096):  # to the end, so the server never writes to a closed socket
+                answer += chunk
+            return answer.startswith((b"HTTP/1.1 200", b"HTTP/1.0 200"))
+    except OSError:
+        return False
+
+
+class Replica:
+    def __init__(self, name, args):
+        self.name = name
+        self.app_port = free_port()
+        self.health_port = free_port() if args.init == "graceinit" else self.app_port
+        self.health_path = "/readyz" if args.init == "graceinit" else "/healthz"
+        app = [sys.executable, os.path.join(HERE, "zd_app.py"), "--port", str(self.app_port),
+               "--mode", args.app, "--work-ms", str(args.work_ms)]
+        if args.init == "tini":
+            init = [args.tini, "--"]
+        elif args.init == "dumb-init":
+            init = [args.dumb_init]
+        else:
+            config = os.path.join(args.work, f"graceinit-{name}.toml")
+            with open(config, "w") as f:
+                f.write(f"""[app]
+grace_period = "{args.grace}s"
+stop_timeout = "{args.stop_timeout}s"
+
+[control]
+socket = "{args.work}/graceinit-{name}.sock"
+
+[http]
+listen = "127.0.0.1:{self.health_port}"
+
+[[hooks.pre_stop]]
+sleep = "{args.pre_stop_sleep}s"
+""")
+            init = [args.graceinit, "--config", config, "--"]
+        self.stderr = open(os.path.join(args.work, f"{name}.stderr"), "w")
+        self.unshare = subprocess.Popen(
+            ["unshare", "--pid", "--fork", "--mount-proc"] + init + app,
+            stdout=subprocess.DEVNULL, stderr=self.stderr, start_new_session=True)
+        self.init_pid = None
+
+    def wait_ready(self):
+        name = self.name
+        self.init_pid = wait_until(f"{name}'s init", lambda: (children(self.unshare.pid) or [0])[0], 5)
+        self.app_pid = wait_until(f"{name}'s app", self.find_app, 5)
+        wait_until(f"{name}'s app on port {self.app_port}", lambda: http_ok(self.app_port, "/healthz"), 10)
+        wait_until(f"{name}'s {self.health_path}", lambda: http_ok(self.health_port, self.health_path), 10)
+        self.app_fd = os.pidfd_open(self.app_pid)
+
+    def find_app(self):
+        for pid in children(self.init_pid):
+            if any(b"zd_app.py" in word for word in cmdline(pid)):
+                return pid
+        return None
+
+    def stop(self):
+        if self.unshare.poll() is None:
+            # SIGKILL to PID 1 ends the whole namespace; unshare then exits.
+            pid = self.init_pid or (children(self.unshare.pid) or [None])[0]
+            if pid:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            try:
+                self.unshare.wait(5)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.unshare.pid, signal.SIGKILL)
+                self.unshare.wait()
+
+
+def haproxy_cmd(sock, command):
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(2)
+        s.connect(sock)
+        s.sendall(command.encode() + b"\n")
+        out = b""
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                return out.decode()
+            out += chunk
+
+
+def servers_up(sock):
+    # `show servers state be`: field 6 is srv_op_state, 2 = running (UP).
+    lines = [line.split() for line in haproxy_cmd(sock, "show servers state be").splitlines()]
+    states = {f[3]: f[5] for f in lines if len(f) > 6 and f[1] == "be"}
+    return states.get("a") == "2" and states.get("b") == "2"
+
+
+# ------------------------------------------------------------------------------------
+# The open-loop client
+
+
+class Client:
+    def __init__(self, port, rate, duration, timeout):
+        self.port = port
+        self.rate = rate
+        self.duration = duration
+        self.timeout = timeout
+        self.idle = []
+        self.records = []
+        self.connections = 0
+
+    async def connection(self):
+        while self.idle:
+            reader, writer = self.idle.pop()
+            if not reader.at_eof():
+                return reader, writer
+            writer.close()
+        self.connections += 1
+        return await asyncio.open_connection("127.0.0.1", self.port)
+
+    async def one(self, i, start):
+        loop = asyncio.get_running_loop()
+        sent = loop.time() - start
+        status, error = None, None
+        writer = None
+        try:
+            async def exchange():
+                nonlocal writer
+                reader, writer = await self.connection()
+                writer.write(f"GET /work?i={i} HTTP/1.1\r\nHost: zd\r\n\r\n".encode())
+                await writer.drain()
+                line = await reader.readline()
+                if not line:
+                    raise ConnectionError("closed before an answer")
+                code = int(line.split()[1])
+                length, close = 0, False
+                while True:
+                    header = await reader.readline()
+                    if not header:
+                        raise ConnectionError("closed in the headers")
+                    if header in (b"\r\n", b"\n"):
+                        break
+                    name, _, value = header.decode("latin-1").partition(":")
+                    name = name.strip().lower()
+                    if name == "content-length":
+                        length = int(value)
+                    elif name == "connection" and "close" in value.lower():
+                        close = True
+                await reader.readexactly(length)
+                return code, close, reader
+            status, close, reader = await asyncio.wait_for(exchange(), self.timeout)
+            if close:
+                writer.close()
+            else:
+                self.idle.append((reader, writer))
+        except asyncio.TimeoutError:
+            error = "timeout"
+        except (OSError, ConnectionError, asyncio.IncompleteReadError, ValueError, IndexError) as e:
+            error = type(e).__name__
+        if error and writer is not None:
+            writer.close()
+        self.records.append({"i": i, "t": round(sent, 4),
+                             "latency": round(loop.time() - start - sent, 4),
+                             "status": status, "error": error})
+
+    async def run(self, on_start):
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        on_start(start)
+        tasks = []
+        total = int(self.rate * self.duration)
+        for i in range(total):
+            delay = start + i / self.rate - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.ensure_future(self.one(i, start)))
+        await asyncio.gather(*tasks)
+        return start
+
+
+# ------------------------------------------------------------------------------------
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--init", choices=["tini", "dumb-init", "graceinit"], required=True)
+    p.add_argument("--app", choices=["naive", "graceful"], required=True)
+    p.add_argument("--k8s", action="store_true")
+    p.add_argument("--work", required=True)
+    p.add_argument("--graceinit", default="graceinit")
+    p.add_argument("--tini", default="/usr/bin/tini")
+    p.add_argument("--dumb-init", default="/usr/bin/dumb-init")
+    p.add_argument("--rate", type=float, default=200)
+    p.add_argument("--duration", type=float, default=15)
+    p.add_argument("--trigger-at", type=float, default=4)
+    p.add_argument("--grace", type=float, default=8)
+    p.add_argument("--stop-timeout", type=float, default=3)
+    p.add_argument("--pre-stop-sleep", type=float, default=3)
+    p.add_argument("--endpoint-delay", type=float, default=1)
+    p.add_argument("--work-ms", type=float, default=20)
+    p.add_argument("--request-timeout", type=float, default=5)
+    args = p.parse_args()
+    os.makedirs(args.work, exist_ok=True)
+    # zero-drop.sh stops a run with SIGTERM (Ctrl-C): end it through the finally below,
+    # which kills the replicas and HAProxy (they run in sessions of their own).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+    replicas, haproxy = [], None
+    try:
+        for name in ("a", "b"):
+            replicas.append(Replica(name, args))
+        for r in replicas:
+            r.wait_ready()
+        a = replicas[0]
+        front = free_port()
+        stats = os.path.join(args.work, "haproxy.sock")
+        cfg = os.path.join(args.work, "haproxy.cfg")
+        servers = "\n".join(
+            f"  server {r.name} 127.0.0.1:{r.app_port} check port {r.health_port}" for r in replicas)
+        with open(cfg, "w") as f:
+            f.write(f"""global
+  stats socket {stats} mode 600 level admin
+  maxconn 2000
+
+defaults
+  mode http
+  retries 0
+  # no "option redispatch": kube-proxy cannot resend a refused request
+  timeout connect 1s
+  timeout client 30s
+  timeout server 30s
+  timeout http-keep-alive 30s
+
+frontend fe
+  bind 127.0.0.1:{front}
+  default_backend be
+
+backend be
+  balance roundrobin
+  option httpchk
+  http-check send meth GET uri {a.health_path} ver HTTP/1.1 hdr Host zd
+  default-server inter 1s fall 2 rise 2
+{servers}
+""")
+        haproxy = subprocess.Popen(["haproxy", "-db", "-f", cfg], stdout=subprocess.DEVNULL,
+                                   stderr=open(os.path.join(args.work, "haproxy.log"), "w"),
+                                   start_new_session=True)
+        wait_until("HAProxy's stats socket", lambda: os.path.exists(stats), 10)
+        wait_until("both servers UP in HAProxy", lambda: servers_up(stats), 10)
+        wait_until("HAProxy to answer", lambda: http_ok(front, "/work"), 10)
+
+        client = Client(front, args.rate, args.duration, args.request_timeout)
+        result = {"trigger": None, "app_exit": None, "killed": False, "maint": None}
+
+        async def kubelet(start_box):
+            loop = asyncio.get_running_loop()
+            while not start_box:
+                await asyncio.sleep(0.001)
+            start = start_box[0]
+            await asyncio.sleep(max(0, start + args.trigger_at - loop.time()))
+            os.kill(a.init_pid, signal.SIGTERM)
+            t0 = loop.time()
+            result["trigger"] = round(t0 - start, 4)
+            app_exited = asyncio.Event()
+
+            def on_app_exit():
+                if result["app_exit"] is None:
+                    result["app_exit"] = round(loop.time() - t0, 4)
+                    loop.remove_reader(a.app_fd)
+                    app_exited.set()
+            loop.add_reader(a.app_fd, on_app_exit)
+
+            async def endpoints():
+                await asyncio.sleep(args.endpoint_delay)
+                out = await loop.run_in_executor(None, haproxy_cmd, stats, "set server be/a state maint")
+                result["maint"] = round(loop.time() - t0, 4)
+                if out.strip():
+                    log(f"haproxy said: {out.strip()}")
+            ep = asyncio.ensure_future(endpoints()) if args.k8s else None
+            # The kubelet: SIGKILL at the end of the grace period if PID 1 still runs.
+            deadline = t0 + args.grace
+            while a.unshare.poll() is None and loop.time() < deadline:
+                await asyncio.sleep(0.01)
+            if a.unshare.poll() is None:
+                os.kill(a.init_pid, signal.SIGKILL)
+                result["killed"] = True
+            await asyncio.wait_for(app_exited.wait(), 5)
+            while a.unshare.poll() is None:
+                await asyncio.sleep(0.01)
+            result["init_exit_at"] = round(loop.time() - t0, 4)
+            if ep:
+                await ep
+
+        async def both():
+            start_box = []
+            k = asyncio.ensure_future(kubelet(start_box))
+            await client.run(start_box.append)
+            await k
+
+        asyncio.run(both())
+        code = a.unshare.returncode
+        init_status = code if code >= 0 else 128 - code
+        records = client.records
+        failed = [r for r in records if r["error"] or not (200 <= r["status"] < 300)]
+        kinds = {}
+        for r in failed:
+            key = r["error"] or str(r["status"])
+            kinds[key] = kinds.get(key, 0) + 1
+        trig = result["trigger"]
+        summary = {
+            "init": args.init, "app": args.app, "k8s": args.k8s,
+            "sent": len(records), "failed": len(failed), "kinds": kinds,
+            "first_failure": round(min(r["t"] for r in failed) - trig, 3) if failed else None,
+            "last_failure": round(max(r["t"] for r in failed) - trig, 3) if failed else None,
+            "app_exit": result["app_exit"], "init_exit_at": result["init_exit_at"],
+            "init_status": init_status, "sigkill": result["killed"], "maint": result["maint"],
+            "connections": client.connections,
+            "p99_ms": round(sorted(r["latency"] for r in records)[int(0.99 * len(records)) - 1] * 1000, 1),
+        }
+        with open(os.path.join(args.work, "requests.json"), "w") as f:
+            json.dump(records, f)
+        print(json.dumps(summary), flush=True)
+    finally:
+        for r in replicas:
+            r.stop()
+        if haproxy is not None and haproxy.poll() is None:
+            haproxy.terminate()
+            try:
+                haproxy.wait(5)
+            except subprocess.TimeoutExpired:
+                haproxy.kill()
+                haproxy.wait()
+
+
+if __name__ == "__main__":
+    main()
