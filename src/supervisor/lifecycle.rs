@@ -567,10 +567,12 @@ impl Lifecycle {
             (self.stage, self.ready, self.app.pid, self.app.restarts),
             (self.app.post_start_done, self.events_recorded),
             self.hooks.iter().map(|h| h.runs).sum::<u32>(),
-            self.probes
-                .iter()
-                .map(|p| (p.health, p.run, p.successes, p.failures))
-                .collect::<Vec<_>>(),
+            // At most one record per kind: an array, no allocation on every input.
+            std::array::from_fn::<_, 3, _>(|i| {
+                self.probes
+                    .get(i)
+                    .map(|p| (p.health, p.run, p.successes, p.failures))
+            }),
             self.stop
                 .as_ref()
                 .map(|s| (s.stage, s.outcome.is_some(), s.signalled)),
