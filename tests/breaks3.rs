@@ -19,13 +19,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{GRACEINIT, Launch, TempDir, require_tool, serial};
+use common::{Crowd, GRACEINIT, Launch, TempDir, require_tool, serial};
 
 /// The margin the README's timing promises are asserted with.
 const MARGIN: Duration = Duration::from_millis(500);
@@ -209,51 +206,6 @@ fn probe_timeout_bounds_a_hanging_name_lookup() {
         );
     }
     drop(nameserver);
-}
-
-/// Processes unrelated to graceinit (children of a python3 that forks `count` of them,
-/// each in pause()); all SIGKILLed with their process group on drop.
-struct Crowd {
-    forker: Child,
-}
-
-impl Crowd {
-    fn new(count: usize) -> Crowd {
-        require_tool("python3", "python3");
-        let script = "import os, signal, sys\n\
-             for _ in range(int(sys.argv[1])):\n\
-             \x20   if os.fork() == 0:\n\
-             \x20       signal.pause()\n\
-             \x20       os._exit(0)\n\
-             print('ready', flush=True)\n\
-             signal.pause()\n";
-        let mut forker = Command::new("python3")
-            .args(["-c", script, &count.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .process_group(0)
-            .spawn()
-            .expect("cannot start python3");
-        let stdout = forker.stdout.take().expect("piped");
-        let crowd = Crowd { forker };
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read the forker's stdout");
-        assert_eq!(
-            line, "ready\n",
-            "the forker did not start its {count} processes"
-        );
-        crowd
-    }
-}
-
-impl Drop for Crowd {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) has no memory-safety preconditions; the group is the forker's.
-        unsafe { libc::kill(-(self.forker.id() as i32), libc::SIGKILL) };
-        let _ = self.forker.wait();
-    }
 }
 
 /// Not PID 1, on a host with 12000 unrelated processes: an app that ignores SIGTERM

@@ -29,20 +29,16 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::FromRawFd;
 use std::os::unix::net::UnixStream;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::endpoints::{parse_metrics, sample, served_at};
 use common::{Launch, Running, TempDir, lines, serial, wait_for_line, wait_until};
 use serde_json::Value;
 
-const LOG_LINE: &str = "serving the health endpoints on http://";
-/// Debian's python3, where python3-prometheus-client installs.
-const PYTHON: &str = "/usr/bin/python3";
 const PROMPTLY: Duration = Duration::from_secs(5);
 
 // ---------------------------------------------------------------------------------------
@@ -97,19 +93,6 @@ fn status_json(address: SocketAddr) -> Value {
     serde_json::from_str(&reply.body).unwrap_or_else(|e| panic!("/status: {e}: {}", reply.body))
 }
 
-/// The address graceinit logged, waited for up to 10 s.
-fn served_at(running: &Running) -> SocketAddr {
-    let mut address = None;
-    wait_until(Duration::from_secs(10), "the endpoints' log line", || {
-        address = running.stderr_so_far().lines().find_map(|line| {
-            let rest = &line[line.find(LOG_LINE)? + LOG_LINE.len()..];
-            rest.split_whitespace().next()?.parse().ok()
-        });
-        address.is_some()
-    });
-    address.expect("found")
-}
-
 /// `graceinit -v --config DIR/graceinit.toml --listen 127.0.0.1:0 EXTRA... -- sh -c APP`,
 /// returned once it serves and the app has started.
 fn serve(dir: &TempDir, config: &str, extra: &[&str], app: &str) -> (Running, SocketAddr) {
@@ -129,52 +112,6 @@ fn serve(dir: &TempDir, config: &str, extra: &[&str], app: &str) -> (Running, So
 fn closed_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("a port");
     listener.local_addr().expect("its address").port()
-}
-
-/// The samples of a Prometheus text exposition, as Prometheus' Python parser reads them.
-fn parse_metrics(text: &str) -> Vec<(String, BTreeMap<String, String>, f64)> {
-    assert!(
-        std::path::Path::new(PYTHON).is_file(),
-        "{PYTHON} is missing: this test needs Debian's python3 with python3-prometheus-client"
-    );
-    let script = "import sys, json\n\
-        from prometheus_client.parser import text_string_to_metric_families\n\
-        print(json.dumps([[s.name, s.labels, s.value] for f in text_string_to_metric_families(sys.stdin.read()) for s in f.samples]))\n";
-    let mut child = Command::new(PYTHON)
-        .args(["-c", script])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {PYTHON}: {e}"));
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(text.as_bytes())
-        .expect("the exposition to the parser");
-    let output = child.wait_with_output().expect("the parser");
-    assert!(
-        output.status.success(),
-        "the Prometheus parser rejected the exposition: {}\n{text}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).expect("the parser's JSON")
-}
-
-fn sample(
-    samples: &[(String, BTreeMap<String, String>, f64)],
-    name: &str,
-    labels: &[(&str, &str)],
-) -> Option<f64> {
-    let labels: BTreeMap<String, String> = labels
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    samples
-        .iter()
-        .find(|(n, l, _)| n == name && *l == labels)
-        .map(|(_, _, value)| *value)
 }
 
 /// An app that appends `term` to DIR/app on SIGTERM and exits 0.

@@ -13,16 +13,16 @@
 
 mod common;
 
-use std::borrow::BorrowMut;
-use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::process::Command;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::podman::{
+    MANIFEST_DIR, build_static_graceinit, check_podman_works, panic_text, podman, run, run_ok,
+};
 use common::{children, ns_pid};
 
 /// podman on two busy cores is slow and the tests time `podman stop`: one at a time.
@@ -32,16 +32,12 @@ fn serialize() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
-const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
 /// Where the Containerfile's prebuilt stage looks for the binary by default (its
 /// `GRACEINIT_BINARY`), relative to the build context.
 const PREBUILT_BINARY_PATH: &str = "target/x86_64-unknown-linux-musl/release/graceinit";
 
 /// Any single podman command (build, run, stop, inspect) gets this long.
 const PODMAN_TIMEOUT: Duration = Duration::from_secs(90);
-/// A clean static release build (lto, one codegen unit) takes ~2 minutes on two cores.
-const STATIC_BUILD_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 /// `podman stop -t 10` must return well before its 10 s SIGKILL fallback.
 const STOP_TIMEOUT_ARG: &str = "10";
 const STOP_WELL_BEFORE: Duration = Duration::from_secs(6);
@@ -49,98 +45,11 @@ const STOP_WELL_BEFORE: Duration = Duration::from_secs(6);
 // ---------------------------------------------------------------------------------------
 // Running commands with a bound on every wait
 
-struct Output {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-impl Output {
-    fn code(&self) -> Option<i32> {
-        self.status.code()
-    }
-}
-
 fn scratch_dir() -> PathBuf {
     let dir =
         Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("container-{}", std::process::id()));
     fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
     dir
-}
-
-/// Runs `cmd` to completion or kills it at `timeout` and panics. Output goes to files, not
-/// pipes: `podman run -d` leaves conmon behind, which must not keep a reader waiting.
-fn run(mut cmd: impl BorrowMut<Command>, timeout: Duration) -> Output {
-    let cmd = cmd.borrow_mut();
-    static SEQ: AtomicUsize = AtomicUsize::new(0);
-    let seq = SEQ.fetch_add(1, Ordering::Relaxed);
-    let dir = scratch_dir();
-    let out_path = dir.join(format!("cmd-{seq}.stdout"));
-    let err_path = dir.join(format!("cmd-{seq}.stderr"));
-    let described = format!("{cmd:?}");
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(fs::File::create(&out_path).unwrap())
-        .stderr(fs::File::create(&err_path).unwrap())
-        .spawn()
-        .unwrap_or_else(|e| {
-            let program = cmd.get_program().to_string_lossy().into_owned();
-            if e.kind() == std::io::ErrorKind::NotFound {
-                panic!(
-                    "`{program}` is not installed, so the container tests cannot run: \
-                     run `bash ci/podman-setup.sh` as root ({e})"
-                )
-            }
-            panic!("cannot start {described}: {e}")
-        });
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("waiting for a child") {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "{described} did not finish within {timeout:?}; its stderr:\n{}",
-                fs::read_to_string(&err_path).unwrap_or_default()
-            );
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
-    let output = Output {
-        status,
-        stdout: fs::read_to_string(&out_path).unwrap_or_default(),
-        stderr: fs::read_to_string(&err_path).unwrap_or_default(),
-    };
-    let _ = fs::remove_file(&out_path);
-    let _ = fs::remove_file(&err_path);
-    output
-}
-
-/// Runs `cmd` and panics, with its output, unless it exits 0.
-fn run_ok(mut cmd: impl BorrowMut<Command>, timeout: Duration) -> Output {
-    let cmd = cmd.borrow_mut();
-    let described = format!("{cmd:?}");
-    let output = run(cmd, timeout);
-    assert!(
-        output.status.success(),
-        "{described} failed ({}):\nstdout:\n{}\nstderr:\n{}",
-        output.status,
-        output.stdout,
-        output.stderr
-    );
-    output
-}
-
-fn podman<I, S>(args: I) -> Command
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<OsStr>,
-{
-    let mut cmd = Command::new("podman");
-    cmd.args(args);
-    cmd
 }
 
 // ---------------------------------------------------------------------------------------
@@ -160,37 +69,12 @@ fn artifacts() -> &'static Artifacts {
     }
 }
 
-fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
-    payload
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "building the static binaries failed".into())
-}
-
 fn build_artifacts() -> Artifacts {
-    check_podman_works();
-
-    // Its own target dir: `cargo test` holds the lock on target/ while this runs.
-    let target_dir = Path::new(MANIFEST_DIR).join("target/static");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    run_ok(
-        Command::new(cargo)
-            .current_dir(MANIFEST_DIR)
-            .args([
-                "build",
-                "--release",
-                "--target",
-                MUSL_TARGET,
-                "--target-dir",
-            ])
-            .arg(&target_dir),
-        STATIC_BUILD_TIMEOUT,
-    );
-    let graceinit = target_dir.join(MUSL_TARGET).join("release/graceinit");
+    check_podman_works(PODMAN_TIMEOUT);
+    let graceinit = build_static_graceinit();
     assert_static(&graceinit);
 
-    let testapp = target_dir.join("container-testapp");
+    let testapp = graceinit.with_file_name("container-testapp");
     run_ok(
         Command::new("musl-gcc")
             .args(["-static", "-O2", "-Wall", "-Werror", "-o"])
@@ -200,20 +84,6 @@ fn build_artifacts() -> Artifacts {
     );
     assert_static(&testapp);
     Artifacts { graceinit, testapp }
-}
-
-fn check_podman_works() {
-    let info = run(
-        podman(["info", "--format", "{{.Host.OCIRuntime.Name}}"]),
-        PODMAN_TIMEOUT,
-    );
-    assert!(
-        info.status.success(),
-        "podman cannot run here (`podman info` failed: {}); run `bash ci/podman-setup.sh` \
-         as root:\n{}",
-        info.status,
-        info.stderr
-    );
 }
 
 /// A FROM-scratch image has no dynamic loader: the ELF must have no PT_INTERP program header

@@ -10,18 +10,15 @@ mod common;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::endpoints::{parse_metrics, sample, served_at};
 use common::{Finished, Launch, Running, TempDir, serial, wait_until};
 use serde_json::Value;
-
-const LOG_LINE: &str = "serving the health endpoints on http://";
-/// Debian's python3, where python3-prometheus-client installs (not a pyenv's).
-const PYTHON: &str = "/usr/bin/python3";
 
 // ---------------------------------------------------------------------------------------
 // A client
@@ -208,20 +205,6 @@ impl Served {
     fn finish(&mut self, timeout: Duration) -> Finished {
         self.graceinit.take().expect("still running").wait(timeout)
     }
-}
-
-/// The address graceinit logged (`serving the health endpoints on http://ADDR`), waited
-/// for up to 10 s.
-fn served_at(running: &Running) -> SocketAddr {
-    let mut address = None;
-    wait_until(Duration::from_secs(10), "the endpoints' log line", || {
-        address = running.stderr_so_far().lines().find_map(|line| {
-            let rest = &line[line.find(LOG_LINE)? + LOG_LINE.len()..];
-            rest.split_whitespace().next()?.parse().ok()
-        });
-        address.is_some()
-    });
-    address.expect("found")
 }
 
 /// An app that appends `term` to DIR/events on SIGTERM and exits 0; `sleep & wait` lets
@@ -505,40 +488,6 @@ period = "1h"
     s.finish(Duration::from_secs(10)).assert_code(0);
 }
 
-/// The samples of a Prometheus text exposition, as Prometheus' Python parser reads them:
-/// (name, labels, value).
-fn parse_metrics(text: &str) -> Vec<(String, BTreeMap<String, String>, f64)> {
-    assert!(
-        std::path::Path::new(PYTHON).is_file(),
-        "{PYTHON} is missing: these tests need Debian's python3 with python3-prometheus-client"
-    );
-    let script = "import sys, json\n\
-        from prometheus_client.parser import text_string_to_metric_families\n\
-        print(json.dumps([[s.name, s.labels, s.value] for f in text_string_to_metric_families(sys.stdin.read()) for s in f.samples]))\n";
-    let mut child = Command::new(PYTHON)
-        .args(["-c", script])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {PYTHON}: {e}"));
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "the Prometheus parser rejected the exposition (is python3-prometheus-client installed?): {}\n{text}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let samples: Vec<(String, BTreeMap<String, String>, f64)> =
-        serde_json::from_slice(&output.stdout).expect("the parser's JSON");
-    samples
-}
-
 /// A system value from `getconf` (libc-bin).
 fn getconf(name: &str) -> f64 {
     let output = Command::new("getconf")
@@ -549,22 +498,6 @@ fn getconf(name: &str) -> f64 {
         .trim()
         .parse()
         .unwrap_or_else(|e| panic!("getconf {name}: {e}"))
-}
-
-/// The value of sample `name{labels}`, if there is one.
-fn sample(
-    samples: &[(String, BTreeMap<String, String>, f64)],
-    name: &str,
-    labels: &[(&str, &str)],
-) -> Option<f64> {
-    let labels: BTreeMap<String, String> = labels
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    samples
-        .iter()
-        .find(|(n, l, _)| n == name && *l == labels)
-        .map(|(_, _, value)| *value)
 }
 
 #[test]

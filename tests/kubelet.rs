@@ -20,26 +20,21 @@
 
 mod common;
 
-use std::borrow::BorrowMut;
-use std::ffi::OsStr;
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::process::Command;
 use std::sync::{Mutex, OnceLock};
-use std::thread;
 use std::time::{Duration, Instant};
 
+use common::podman::{
+    MANIFEST_DIR, build_static_graceinit, check_podman_works, panic_text, podman, run, run_ok,
+};
 use common::{TempDir, lines, require_tool, serial, wait_until};
 
-const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
-const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
 /// Any single podman command (build, run, exec, stop, inspect) gets this long.
 const PODMAN_TIMEOUT: Duration = Duration::from_secs(60);
-/// A clean static release build (lto, one codegen unit) takes minutes on two cores.
-const STATIC_BUILD_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 /// The kubelet's terminationGracePeriodSeconds, as `podman stop -t`.
 const STOP_TIMEOUT_ARG: &str = "10";
 /// The app exits 7 on SIGTERM: the container's exit code must be that.
@@ -53,82 +48,6 @@ const STOP_TIMEOUT: &str = "2s";
 const STOP_WELL_BEFORE: Duration = Duration::from_secs(6);
 
 // ---------------------------------------------------------------------------------------
-// Commands with a bound on every wait
-
-struct Output {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs `cmd` to completion, or kills it at `timeout` and panics. Output goes to files,
-/// not pipes: `podman run -d` leaves conmon behind, which must not keep a reader waiting.
-fn run(mut cmd: impl BorrowMut<Command>, timeout: Duration) -> Output {
-    static SEQ: AtomicUsize = AtomicUsize::new(0);
-    let cmd = cmd.borrow_mut();
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("kubelet-cmd");
-    fs::create_dir_all(&dir).unwrap();
-    let seq = SEQ.fetch_add(1, Ordering::Relaxed);
-    let out_path = dir.join(format!("{}-{seq}.stdout", std::process::id()));
-    let err_path = dir.join(format!("{}-{seq}.stderr", std::process::id()));
-    let described = format!("{cmd:?}");
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(fs::File::create(&out_path).unwrap())
-        .stderr(fs::File::create(&err_path).unwrap())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {described}: {e}"));
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("waiting for a child") {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "{described} did not finish within {timeout:?}; its stderr:\n{}",
-                fs::read_to_string(&err_path).unwrap_or_default()
-            );
-        }
-        thread::sleep(Duration::from_millis(10));
-    };
-    let output = Output {
-        status,
-        stdout: fs::read_to_string(&out_path).unwrap_or_default(),
-        stderr: fs::read_to_string(&err_path).unwrap_or_default(),
-    };
-    let _ = fs::remove_file(&out_path);
-    let _ = fs::remove_file(&err_path);
-    output
-}
-
-/// Runs `cmd` and panics, with its output, unless it exits 0.
-fn run_ok(mut cmd: impl BorrowMut<Command>, timeout: Duration) -> Output {
-    let cmd = cmd.borrow_mut();
-    let described = format!("{cmd:?}");
-    let output = run(&mut *cmd, timeout);
-    assert!(
-        output.status.success(),
-        "{described} failed ({}):\nstdout:\n{}\nstderr:\n{}",
-        output.status,
-        output.stdout,
-        output.stderr
-    );
-    output
-}
-
-fn podman<I, S>(args: I) -> Command
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<OsStr>,
-{
-    let mut cmd = Command::new("podman");
-    cmd.args(args);
-    cmd
-}
-
-// ---------------------------------------------------------------------------------------
 // The image, built once
 
 /// The image's name (built at most once; a failure is kept, so every test reports it).
@@ -138,14 +57,6 @@ fn image() -> &'static str {
         Ok(image) => image,
         Err(message) => panic!("{message}"),
     }
-}
-
-fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
-    payload
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "building the image failed".into())
 }
 
 /// The image's name, for the exit handler.
@@ -165,37 +76,9 @@ extern "C" fn remove_image() {
 fn build_image() -> String {
     require_tool("podman", "podman");
     require_tool("musl-gcc", "musl-tools");
-    let info = run(
-        podman(["info", "--format", "{{.Host.OCIRuntime.Name}}"]),
-        PODMAN_TIMEOUT,
-    );
-    assert!(
-        info.status.success(),
-        "podman cannot run here (`podman info`: {}); run `bash ci/podman-setup.sh` as \
-         root:\n{}",
-        info.status,
-        info.stderr
-    );
-
-    // The static graceinit, in a target dir of its own beside this build's (`cargo test`
-    // holds the lock on this one).
+    check_podman_works(PODMAN_TIMEOUT);
+    let graceinit = build_static_graceinit();
     let target_tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    let static_dir = target_tmp.parent().unwrap_or(target_tmp).join("static");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    run_ok(
-        Command::new(cargo)
-            .current_dir(MANIFEST_DIR)
-            .args([
-                "build",
-                "--release",
-                "--target",
-                MUSL_TARGET,
-                "--target-dir",
-            ])
-            .arg(&static_dir),
-        STATIC_BUILD_TIMEOUT,
-    );
-    let graceinit = static_dir.join(MUSL_TARGET).join("release/graceinit");
 
     let context = target_tmp.join(format!("kubelet-image-{}", std::process::id()));
     let _ = fs::remove_dir_all(&context);

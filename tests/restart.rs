@@ -19,13 +19,10 @@ mod common;
 )]
 mod lifecycle_support;
 
-use std::io::{BufRead, BufReader};
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Launch, require_tool, serial, wait_until};
+use common::{Crowd, Launch, serial, wait_until};
 use lifecycle_support::{Graceinit, Mode, Scenario, assert_between, now_ns, secs, stamped_lines};
 
 const SECOND: i128 = 1_000_000_000;
@@ -672,52 +669,6 @@ fn leftovers_of_a_crashed_app_are_gone_before_the_restart_as_subreaper() {
 #[test]
 fn leftovers_of_a_crashed_app_are_gone_before_the_restart_as_pid1() {
     leftovers_gone_before_the_restart(Mode::Pid1);
-}
-
-/// Processes unrelated to graceinit (children of a python3 that forks `count` of them,
-/// each in pause()), so that a scan of /proc takes a while; all SIGKILLed with their
-/// process group on drop. (As in tests/breaks3.rs.)
-struct Crowd {
-    forker: Child,
-}
-
-impl Crowd {
-    fn new(count: usize) -> Crowd {
-        require_tool("python3", "python3");
-        let script = "import os, signal, sys\n\
-             for _ in range(int(sys.argv[1])):\n\
-             \x20   if os.fork() == 0:\n\
-             \x20       signal.pause()\n\
-             \x20       os._exit(0)\n\
-             print('ready', flush=True)\n\
-             signal.pause()\n";
-        let mut forker = Command::new("python3")
-            .args(["-c", script, &count.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .process_group(0)
-            .spawn()
-            .expect("cannot start python3");
-        let stdout = forker.stdout.take().expect("piped");
-        let crowd = Crowd { forker };
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read the forker's stdout");
-        assert_eq!(
-            line, "ready\n",
-            "the forker did not start its {count} processes"
-        );
-        crowd
-    }
-}
-
-impl Drop for Crowd {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) has no memory-safety preconditions; the group is the forker's.
-        unsafe { libc::kill(-(self.forker.id() as i32), libc::SIGKILL) };
-        let _ = self.forker.wait();
-    }
 }
 
 /// Not PID 1, on a host with 2000 unrelated processes (a /proc scan takes a while): the

@@ -14,10 +14,13 @@
 
 #![allow(dead_code)]
 
+pub mod endpoints;
+pub mod podman;
+
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::fs;
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
@@ -752,4 +755,50 @@ pub fn wait_for_line(path: impl AsRef<Path>, line: &str) {
 /// Shell-style arguments for [`Launch`] from string slices.
 pub fn args(list: &[&str]) -> Vec<OsString> {
     list.iter().map(OsString::from).collect()
+}
+
+/// Processes unrelated to graceinit (children of a python3 that forks `count` of them,
+/// each in pause()), so that a scan of /proc has a crowded host to read; all SIGKILLed with
+/// their process group on drop.
+pub struct Crowd {
+    forker: Child,
+}
+
+impl Crowd {
+    pub fn new(count: usize) -> Crowd {
+        require_tool("python3", "python3");
+        let script = "import os, signal, sys\n\
+             for _ in range(int(sys.argv[1])):\n\
+             \x20   if os.fork() == 0:\n\
+             \x20       signal.pause()\n\
+             \x20       os._exit(0)\n\
+             print('ready', flush=True)\n\
+             signal.pause()\n";
+        let mut forker = Command::new("python3")
+            .args(["-c", script, &count.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .expect("cannot start python3");
+        let stdout = forker.stdout.take().expect("piped");
+        let crowd = Crowd { forker };
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the forker's stdout");
+        assert_eq!(
+            line, "ready\n",
+            "the forker did not start its {count} processes"
+        );
+        crowd
+    }
+}
+
+impl Drop for Crowd {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) has no memory-safety preconditions; the group is the forker's.
+        unsafe { libc::kill(-(self.forker.id() as i32), libc::SIGKILL) };
+        let _ = self.forker.wait();
+    }
 }
