@@ -177,7 +177,6 @@ impl Cidr {
 
     /// Whether `address` is in the block; an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`,
     /// as a dual-stack listener sees IPv4 peers) counts as its IPv4 address.
-    #[allow(dead_code)] // TEMPORARY: the sampler (next commit) uses it.
     pub fn contains(&self, address: IpAddr) -> bool {
         let address = match address {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(address, IpAddr::V4),

@@ -4,6 +4,7 @@
 //! probes/'s; this module only runs one action and tells the truth about it.
 
 mod exec;
+mod quiet;
 mod relay;
 
 use std::sync::{Arc, Mutex, OnceLock};
@@ -174,8 +175,11 @@ impl Runner {
             }
             Action::Http(request) => self.http(request, limit, expired).await,
             Action::Tcp(address) => tcp(address, limit, expired).await,
-            // TEMPORARY (issue 13, step 1): the sampler comes in the next commit.
-            Action::WaitQuiet(_) => Outcome::Failed("wait_quiet is not implemented yet".into()),
+            // Like a sleep, it always succeeds, however it ends.
+            Action::WaitQuiet(wait) => {
+                quiet::run(wait, limit).await;
+                Outcome::Succeeded
+            }
         }
     }
 
