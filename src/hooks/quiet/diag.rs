@@ -10,7 +10,9 @@ use netlink_packet_core::{
     NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
 };
 use netlink_packet_sock_diag::SockDiagMessage;
-use netlink_packet_sock_diag::constants::{AF_INET, AF_INET6, IPPROTO_TCP, TCP_LISTEN};
+use netlink_packet_sock_diag::constants::{
+    AF_INET, AF_INET6, IPPROTO_TCP, TCP_ESTABLISHED, TCP_LISTEN, TCP_SYN_RECV,
+};
 use netlink_packet_sock_diag::inet::nlas::Nla;
 use netlink_packet_sock_diag::inet::{ExtensionFlags, InetRequest, SocketId, StateFlags};
 use netlink_sys::protocols::NETLINK_SOCK_DIAG;
@@ -22,6 +24,9 @@ pub struct TcpSocket {
     pub local: SocketAddr,
     pub peer: SocketAddr,
     pub listening: bool,
+    /// Established or half-open (SYN_RECV); else closing or closed (TIME_WAIT): a
+    /// connection that came and went between two samples shows as one of those.
+    pub open: bool,
     pub inode: u32,
     /// tcp_info's `tcpi_bytes_received` (kernel 4.1 on); `None` if the kernel gave none.
     pub bytes_received: Option<u64>,
@@ -34,8 +39,8 @@ pub struct Sample {
     pub own_inodes: HashSet<u32>,
 }
 
-/// Lists the TCP sockets (IPv4 and IPv6) listening, established or half-open
-/// (SYN_RECV), and graceinit's own socket inodes.
+/// Lists the TCP sockets (IPv4 and IPv6): listening, open, closing and in TIME_WAIT; and
+/// graceinit's own socket inodes.
 pub fn sample() -> io::Result<Sample> {
     let mut sockets = dump(AF_INET)?;
     sockets.extend(dump(AF_INET6)?);
@@ -62,7 +67,8 @@ fn dump(family: u8) -> io::Result<Vec<TcpSocket>> {
             family,
             protocol: IPPROTO_TCP,
             extensions: ExtensionFlags::INFO,
-            states: StateFlags::LISTEN | StateFlags::ESTABLISHED | StateFlags::SYN_RECV,
+            // Every state but SYN_SENT and CLOSE (a client's, or nobody's).
+            states: StateFlags::all() - StateFlags::SYN_SENT - StateFlags::CLOSE,
             socket_id,
         })
         .into(),
@@ -92,6 +98,7 @@ fn dump(family: u8) -> io::Result<Vec<TcpSocket>> {
                         local: SocketAddr::new(id.source_address, id.source_port),
                         peer: SocketAddr::new(id.destination_address, id.destination_port),
                         listening: response.header.state == TCP_LISTEN,
+                        open: matches!(response.header.state, TCP_ESTABLISHED | TCP_SYN_RECV),
                         inode: response.header.inode,
                         bytes_received,
                     });
@@ -171,6 +178,21 @@ mod tests {
             .collect();
         assert_eq!(served.len(), 1);
         assert_eq!(served[0].peer, peer);
+        assert!(served[0].open);
         assert_eq!(served[0].bytes_received, Some(5));
+
+        // Closed by the server first: its side stays in TIME_WAIT, still to be seen.
+        drop(server);
+        let mut rest = Vec::new();
+        client.read_to_end(&mut rest).unwrap();
+        drop(client);
+        let sample = super::sample().unwrap();
+        let closed: Vec<_> = sample
+            .sockets
+            .iter()
+            .filter(|s| s.local == address && s.peer == peer)
+            .collect();
+        assert_eq!(closed.len(), 1, "{:?}", sample.sockets);
+        assert!(!closed[0].open);
     }
 }

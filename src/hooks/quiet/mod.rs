@@ -23,18 +23,22 @@ pub const PERIOD: Duration = Duration::from_millis(100);
 pub struct Observed {
     /// New connections, and open ones that received bytes, since the last sample.
     pub arrivals: usize,
-    /// Connections open to the watched listeners now.
+    /// Connections open to the watched listeners now (closing ones are not).
     pub open: usize,
 }
 
 /// Arrivals as a function of samples: the first sample is the baseline (what is open at
-/// the start is not an arrival); after it, a 4-tuple not seen in the sample before, or
-/// one whose bytes_received grew, is one.
+/// the start is not an arrival); after it, a 4-tuple not seen in the sample before (open,
+/// or already closing or in TIME_WAIT: it came and went between samples), or one whose
+/// bytes_received grew, is one.
 pub struct Tracker {
     ports: Vec<u16>,
     ignore: Vec<Cidr>,
     /// Each open connection (local, peer) and the bytes it had received.
     seen: HashMap<(SocketAddr, SocketAddr), Option<u64>>,
+    /// graceinit's own connections (app side) seen so far: still its own once its socket
+    /// is closed and the app's side is closing or in TIME_WAIT.
+    own: HashSet<(SocketAddr, SocketAddr)>,
     baseline: bool,
 }
 
@@ -44,6 +48,7 @@ impl Tracker {
             ports: wait.ports.clone(),
             ignore: wait.ignore.clone(),
             seen: HashMap::new(),
+            own: HashSet::new(),
             baseline: true,
         }
     }
@@ -62,19 +67,22 @@ impl Tracker {
             self.ports.iter().copied().collect()
         };
         // graceinit's own connections (probes, hooks) as the app's side sees them.
-        let own_peers: HashSet<(SocketAddr, SocketAddr)> = sample
-            .sockets
-            .iter()
-            .filter(|s| !s.listening && own(s.inode))
-            .map(|s| (s.peer, s.local))
-            .collect();
+        self.own
+            .retain(|key| sample.sockets.iter().any(|s| (s.local, s.peer) == *key));
+        self.own.extend(
+            sample
+                .sockets
+                .iter()
+                .filter(|s| !s.listening && own(s.inode))
+                .map(|s| (s.peer, s.local)),
+        );
         let mut observed = Observed::default();
         let mut now_open = HashMap::new();
         for socket in &sample.sockets {
             if socket.listening
                 || !ports.contains(&socket.local.port())
                 || own(socket.inode)
-                || own_peers.contains(&(socket.local, socket.peer))
+                || self.own.contains(&(socket.local, socket.peer))
                 || self
                     .ignore
                     .iter()
@@ -83,7 +91,9 @@ impl Tracker {
                 continue;
             }
             let key = (socket.local, socket.peer);
-            observed.open += 1;
+            if socket.open {
+                observed.open += 1;
+            }
             let arrived = match self.seen.get(&key) {
                 None => !self.baseline,
                 Some(before) => match (before, socket.bytes_received) {

@@ -22,6 +22,7 @@ fn listener(local: &str, inode: u32) -> TcpSocket {
             "0.0.0.0:0"
         }),
         listening: true,
+        open: false,
         inode,
         bytes_received: None,
     }
@@ -32,6 +33,7 @@ fn conn(local: &str, peer: &str, inode: u32, bytes: u64) -> TcpSocket {
         local: addr(local),
         peer: addr(peer),
         listening: false,
+        open: true,
         inode,
         bytes_received: Some(bytes),
     }
@@ -256,4 +258,28 @@ fn over_after_quiet_not_before_min_and_at_max() {
     assert!(!is_over(&idle, t0, end, t0, 1, t0 + s(10)));
     assert!(is_over(&idle, t0, end, t0, 0, t0 + s(10)));
     assert!(is_over(&idle, t0, end, t0, 1, t0 + s(30)));
+}
+
+#[test]
+fn a_connection_that_came_and_went_between_samples_arrived_but_is_not_open() {
+    let mut tracker = Tracker::new(&wait(&[8080], &[]));
+    tracker.observe(&sample(vec![], &[]));
+    let mut gone = conn(APP, "10.1.0.1:40000", 0, 0);
+    gone.open = false;
+    gone.bytes_received = None;
+    let time_wait = sample(vec![gone], &[]);
+    assert_eq!(
+        tracker.observe(&time_wait),
+        Observed {
+            arrivals: 1,
+            open: 0
+        }
+    );
+    assert_eq!(
+        tracker.observe(&time_wait),
+        Observed {
+            arrivals: 0,
+            open: 0
+        }
+    );
 }
