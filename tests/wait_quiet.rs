@@ -318,3 +318,52 @@ fn parse_debug_duration(text: &str) -> Duration {
     };
     Duration::from_secs_f64(seconds)
 }
+
+#[test]
+fn an_idle_kept_alive_connection_is_open_for_until_idle_but_not_an_arrival() {
+    let _serial = serial();
+    let address = app(false);
+    let keys = |idle: bool| {
+        format!(
+            "ports = [{}], quiet = \"1s\", until_idle = {idle}, max = \"5s\"",
+            address.port()
+        )
+    };
+    // Without until_idle: quiet after 1 s, the idle connection notwithstanding.
+    let (running, _dir) = start("wq-idle-open", &keys(false));
+    let idle = TcpStream::connect(address).unwrap();
+    let (finished, _, _) = drain(running, None);
+    assert_eq!(arrivals(&finished), 0, "{}", finished.stderr);
+    let one = Duration::from_secs(1);
+    assert_between("the action", took(&finished), one, one + SLACK, &finished);
+    drop(idle);
+
+    // With until_idle: it waits for the connection to close (1.8 s after the SIGTERM).
+    let (running, _dir) = start("wq-until-idle", &keys(true));
+    let idle = TcpStream::connect(address).unwrap();
+    let closes_after = Duration::from_millis(1800);
+    let (finished, _, _) = drain(
+        running,
+        Some((
+            closes_after,
+            Box::new(move |stop| {
+                thread::spawn(move || {
+                    wait_until(WAIT, "the end of the client's run", || {
+                        stop.load(Ordering::SeqCst)
+                    });
+                    drop(idle);
+                    Instant::now()
+                })
+            }),
+        )),
+    );
+    assert_eq!(arrivals(&finished), 0, "{}", finished.stderr);
+    assert_eq!(finished.stderr_lines_with("wait_quiet over: quiet"), 1);
+    assert_between(
+        "the action",
+        took(&finished),
+        closes_after,
+        closes_after + SLACK,
+        &finished,
+    );
+}
