@@ -109,6 +109,7 @@ pub struct ActionTable {
     pub http: Option<HttpAction>,
     pub tcp: Option<Text>,
     pub sleep: Option<DurationValue>,
+    pub wait_quiet: Option<Spanned<WaitQuietTable>>,
     #[serde(default)]
     pub env: BTreeMap<Spanned<String>, Text>,
     pub workdir: Option<Spanned<String>>,
@@ -130,6 +131,19 @@ pub struct HttpAction {
     pub headers: BTreeMap<String, Text>,
     pub body: Option<Text>,
     pub expect_status: Option<Spanned<Vec<u16>>>,
+}
+
+/// A `wait_quiet` pre_stop action: every key optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaitQuietTable {
+    pub ports: Option<Spanned<Vec<u16>>>,
+    pub quiet: Option<Spanned<DurationValue>>,
+    pub until_idle: Option<bool>,
+    pub min: Option<Spanned<DurationValue>>,
+    pub max: Option<Spanned<DurationValue>>,
+    #[serde(default)]
+    pub ignore: Vec<Text>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]

@@ -17,7 +17,7 @@ use std::path::Path;
 
 pub use error::ConfigError;
 pub use file::{LogFormat, LogLevel, OnFailure, parse_duration, parse_target};
-pub use model::{Action, Hook, HookPhase, HttpRequest, Settings};
+pub use model::{Action, Cidr, Hook, HookPhase, HttpRequest, Settings, WaitQuiet};
 pub use redact::{redact_url, redact_urls_in};
 pub use resolve::Overrides;
 #[cfg(test)]

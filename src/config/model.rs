@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -104,6 +105,7 @@ impl Hook {
     pub fn budget(&self) -> Duration {
         match self.action {
             Action::Sleep(duration) => duration.min(self.timeout),
+            Action::WaitQuiet(ref wait) => wait.max.min(self.timeout),
             _ => self.timeout,
         }
     }
@@ -120,6 +122,91 @@ pub enum Action {
     Http(HttpRequest),
     Tcp(String),
     Sleep(Duration),
+    /// pre_stop only: wait until the app's listeners have had no arrival for `quiet`.
+    WaitQuiet(WaitQuiet),
+}
+
+/// The `wait_quiet` action (DESIGN: Hooks and probes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaitQuiet {
+    /// The listening ports to watch; empty: every listener but graceinit's own.
+    pub ports: Vec<u16>,
+    /// How long without an arrival ends the wait.
+    pub quiet: Duration,
+    /// Also wait until no connection is open.
+    pub until_idle: bool,
+    /// The wait never ends before this.
+    pub min: Duration,
+    /// The wait never lasts longer than this.
+    pub max: Duration,
+    /// Peers whose traffic does not count (kubelet probes from the node, say).
+    pub ignore: Vec<Cidr>,
+}
+
+impl WaitQuiet {
+    pub const DEFAULT_QUIET: Duration = Duration::from_secs(2);
+    pub const DEFAULT_MAX: Duration = Duration::from_secs(30);
+}
+
+/// An address block, `10.0.0.0/8` or `fd00::/8`; a bare address is a block of one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    pub network: IpAddr,
+    pub prefix: u8,
+}
+
+impl Cidr {
+    pub fn parse(text: &str) -> Result<Cidr, String> {
+        let bad =
+            || format!("`{text}` is not an address block like \"10.0.0.0/8\" or \"fd00::/8\"");
+        let (address, prefix) = match text.split_once('/') {
+            Some((address, prefix)) => (address, Some(prefix)),
+            None => (text, None),
+        };
+        let network: IpAddr = address.trim().parse().map_err(|_| bad())?;
+        let longest = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p.trim().parse::<u8>().map_err(|_| bad())?,
+            None => longest,
+        };
+        if prefix > longest {
+            return Err(bad());
+        }
+        Ok(Cidr { network, prefix })
+    }
+
+    /// Whether `address` is in the block; an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`,
+    /// as a dual-stack listener sees IPv4 peers) counts as its IPv4 address.
+    pub fn contains(&self, address: IpAddr) -> bool {
+        let address = match address {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(address, IpAddr::V4),
+            v4 => v4,
+        };
+        let keep = |bits: u32, width: u32| -> u128 {
+            if bits == 0 {
+                0
+            } else {
+                u128::MAX << (width - bits)
+            }
+        };
+        match (self.network, address) {
+            (IpAddr::V4(net), IpAddr::V4(a)) => {
+                let mask = keep(u32::from(self.prefix), 32);
+                (u128::from(u32::from(net)) & mask) == (u128::from(u32::from(a)) & mask)
+            }
+            (IpAddr::V6(net), IpAddr::V6(a)) => {
+                let mask = keep(u32::from(self.prefix), 128);
+                (u128::from(net) & mask) == (u128::from(a) & mask)
+            }
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix)
+    }
 }
 
 impl fmt::Display for Action {
@@ -136,6 +223,21 @@ impl fmt::Display for Action {
             }
             Action::Tcp(address) => write!(f, "tcp {address}"),
             Action::Sleep(duration) => write!(f, "sleep {}", humantime::format_duration(*duration)),
+            Action::WaitQuiet(wait) => {
+                let ports: Vec<String> = wait.ports.iter().map(u16::to_string).collect();
+                let ports = if ports.is_empty() {
+                    "every listener".to_string()
+                } else {
+                    format!("port {}", ports.join(","))
+                };
+                write!(
+                    f,
+                    "wait_quiet {ports}, quiet {}{}, max {}",
+                    humantime::format_duration(wait.quiet),
+                    if wait.until_idle { " and idle" } else { "" },
+                    humantime::format_duration(wait.max)
+                )
+            }
         }
     }
 }

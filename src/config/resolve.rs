@@ -14,9 +14,11 @@ use toml::Spanned;
 use super::error::{ConfigError, Locator};
 use super::file::{
     ActionTable, ConfigFile, ControlTable, DurationValue, HttpTable, LogFormat, LogLevel,
-    RestartPolicy, SignalValue, Text,
+    RestartPolicy, SignalValue, Text, WaitQuietTable,
 };
-use super::model::{Action, Hook, HookPhase, Hooks, Http, HttpRequest, Probe, Probes, Settings};
+use super::model::{
+    Action, Cidr, Hook, HookPhase, Hooks, Http, HttpRequest, Probe, Probes, Settings, WaitQuiet,
+};
 use super::redact::redact_url;
 use super::template;
 use super::validate::{self, Invalid};
@@ -177,7 +179,66 @@ fn action_as_written(t: &ActionTable) -> Action {
     if let Some(address) = &t.tcp {
         return Action::Tcp(address.get_ref().clone());
     }
+    if let Some(wait) = &t.wait_quiet {
+        // Validated before this is built; nothing in it is a secret.
+        if let Ok(wait) = wait_quiet_of(wait.get_ref()) {
+            return Action::WaitQuiet(wait);
+        }
+    }
     Action::Sleep(t.sleep.map_or(Duration::ZERO, |d| d.0))
+}
+
+/// A `wait_quiet` table checked: ports 1-65535, `quiet` and `max` longer than 0s, `min`
+/// no longer than `max`, `ignore` address blocks. Its values are not `${VAR}`-expanded.
+fn wait_quiet_of(t: &WaitQuietTable) -> Result<WaitQuiet, Invalid> {
+    let ports = t.ports.as_ref().map_or(Vec::new(), |p| p.get_ref().clone());
+    if let Some(p) = &t.ports {
+        if p.get_ref().contains(&0) {
+            return Err(Invalid::at(
+                p.span(),
+                "`ports` are 1 to 65535; 0 is not a port",
+            ));
+        }
+    }
+    let duration = |d: &Option<Spanned<DurationValue>>, default: Duration| {
+        d.as_ref().map_or(default, |d| d.get_ref().0)
+    };
+    let quiet = duration(&t.quiet, WaitQuiet::DEFAULT_QUIET);
+    let min = duration(&t.min, Duration::ZERO);
+    let max = duration(&t.max, WaitQuiet::DEFAULT_MAX);
+    for (key, value) in [("quiet", &t.quiet), ("max", &t.max)] {
+        if let Some(v) = value {
+            validate::nonzero(key, v.get_ref().0).map_err(|e| Invalid::at(v.span(), e))?;
+        }
+    }
+    if min > max {
+        let at = t
+            .min
+            .as_ref()
+            .map(Spanned::span)
+            .expect("min > max needs a min");
+        return Err(Invalid::at(
+            at,
+            format!(
+                "`min` ({}) is longer than `max` ({})",
+                humantime::format_duration(min),
+                humantime::format_duration(max)
+            ),
+        ));
+    }
+    let ignore = t
+        .ignore
+        .iter()
+        .map(|block| Cidr::parse(block.get_ref()).map_err(|e| Invalid::at(block.span(), e)))
+        .collect::<Result<_, _>>()?;
+    Ok(WaitQuiet {
+        ports,
+        quiet,
+        until_idle: t.until_idle.unwrap_or(false),
+        min,
+        max,
+        ignore,
+    })
 }
 
 /// Texts as the file has them, `${VAR}`s unexpanded.
@@ -446,9 +507,23 @@ impl<E: Fn(&str) -> Result<String, VarError>> Resolver<'_, E> {
             .map(|(i, table)| {
                 let span = table.span();
                 let t = table.get_ref();
-                // A sleep hook's time is its duration unless a timeout says otherwise.
-                let default_timeout = t.sleep.map_or(DEFAULT_HOOK_TIMEOUT, |d| d.0);
+                // A sleep hook's time is its duration, a wait_quiet's its `max`, unless a
+                // timeout says otherwise.
+                let mut default_timeout = t.sleep.map_or(DEFAULT_HOOK_TIMEOUT, |d| d.0);
                 validate::hook_keys(t).map_err(|e| self.invalid(e))?;
+                if let Some(wait) = &t.wait_quiet {
+                    if phase != HookPhase::PreStop {
+                        return Err(self.error(
+                            wait.span(),
+                            format!(
+                                "`wait_quiet` is a pre_stop action; {} hooks take `exec`, `http`, `tcp` or `sleep`",
+                                phase.name()
+                            ),
+                        ));
+                    }
+                    default_timeout = wait_quiet_of(wait.get_ref())
+                        .map_or(WaitQuiet::DEFAULT_MAX, |w| w.max);
+                }
                 Ok(Hook {
                     phase,
                     index: i + 1,
@@ -585,6 +660,17 @@ impl<E: Fn(&str) -> Result<String, VarError>> Resolver<'_, E> {
                 ));
             }
             return Ok(Action::Tcp(expanded));
+        }
+        if let Some(wait) = &t.wait_quiet {
+            if !is_hook {
+                return Err(self.error(
+                    wait.span(),
+                    "`wait_quiet` is a pre_stop action; probes take `exec`, `http` or `tcp`",
+                ));
+            }
+            return wait_quiet_of(wait.get_ref())
+                .map(Action::WaitQuiet)
+                .map_err(|e| self.invalid(e));
         }
         let duration = t.sleep.expect("one action is present").0;
         if !is_hook {

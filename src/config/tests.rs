@@ -512,3 +512,117 @@ fn the_prestop_token_is_the_text_without_surrounding_whitespace() {
         parse("[http]\nlisten = \"0.0.0.0:9090\"\nprestop = true\ntoken = \" \\n\"\n").unwrap_err();
     assert!(e.to_string().contains("token"), "{e}");
 }
+
+#[test]
+fn wait_quiet_takes_its_defaults_and_its_max_as_timeout() {
+    let settings = parse("[[hooks.pre_stop]]\nwait_quiet = {}\n").expect("valid");
+    let hook = &settings.hooks.pre_stop[0];
+    let Action::WaitQuiet(wait) = &hook.action else {
+        panic!("not a wait_quiet: {:?}", hook.action)
+    };
+    assert_eq!(
+        *wait,
+        model::WaitQuiet {
+            ports: vec![],
+            quiet: Duration::from_secs(2),
+            until_idle: false,
+            min: Duration::ZERO,
+            max: Duration::from_secs(30),
+            ignore: vec![],
+        }
+    );
+    assert_eq!(hook.timeout, Duration::from_secs(30));
+    assert_eq!(hook.budget(), Duration::from_secs(30));
+}
+
+#[test]
+fn wait_quiet_reads_every_key() {
+    let settings = parse(
+        "[[hooks.pre_stop]]\nwait_quiet = { ports = [8080, 8443], quiet = \"1s\", until_idle = true, min = \"3s\", max = \"12s\", ignore = [\"10.0.0.1/32\", \"fd00::/8\", \"192.168.1.7\"] }\n",
+    )
+    .expect("valid");
+    let hook = &settings.hooks.pre_stop[0];
+    let Action::WaitQuiet(wait) = &hook.action else {
+        panic!("not a wait_quiet: {:?}", hook.action)
+    };
+    assert_eq!(wait.ports, vec![8080, 8443]);
+    assert_eq!(wait.quiet, Duration::from_secs(1));
+    assert!(wait.until_idle);
+    assert_eq!(wait.min, Duration::from_secs(3));
+    assert_eq!(wait.max, Duration::from_secs(12));
+    let shown: Vec<String> = wait.ignore.iter().map(ToString::to_string).collect();
+    assert_eq!(shown, ["10.0.0.1/32", "fd00::/8", "192.168.1.7/32"]);
+    assert_eq!(hook.budget(), Duration::from_secs(12));
+    assert_eq!(
+        hook.action.to_string(),
+        "wait_quiet port 8080,8443, quiet 1s and idle, max 12s"
+    );
+    // A shorter timeout cuts it, as for any hook.
+    let settings =
+        parse("[[hooks.pre_stop]]\nwait_quiet = { max = \"12s\" }\ntimeout = \"5s\"\n").unwrap();
+    assert_eq!(settings.hooks.pre_stop[0].budget(), Duration::from_secs(5));
+}
+
+#[test]
+fn wait_quiet_is_pre_stop_only() {
+    let (line, column, message) = error("[[hooks.post_start]]\nwait_quiet = {}\n");
+    assert_eq!((line, column), (2, 14));
+    assert_eq!(
+        message,
+        "`wait_quiet` is a pre_stop action; post_start hooks take `exec`, `http`, `tcp` or `sleep`"
+    );
+    let (line, _, message) = error("[[hooks.on_ready]]\nwait_quiet = {}\n");
+    assert_eq!(line, 2);
+    assert_eq!(
+        message,
+        "`wait_quiet` is a pre_stop action; on_ready hooks take `exec`, `http`, `tcp` or `sleep`"
+    );
+    let (line, _, message) = error("[probes.readiness]\nwait_quiet = {}\n");
+    assert_eq!(line, 2);
+    assert_eq!(
+        message,
+        "`wait_quiet` is a pre_stop action; probes take `exec`, `http` or `tcp`"
+    );
+    let (_, _, message) = error("[[hooks.pre_stop]]\nwait_quiet = {}\nsleep = \"1s\"\n");
+    assert_eq!(message, "one action per entry, found sleep and wait_quiet");
+}
+
+#[test]
+fn wait_quiet_rejects_bad_values_where_they_are() {
+    let (line, column, message) =
+        error("[[hooks.pre_stop]]\nwait_quiet = { ignore = [\"10.0.0.0/33\"] }\n");
+    assert_eq!((line, column), (2, 26));
+    assert_eq!(
+        message,
+        "`10.0.0.0/33` is not an address block like \"10.0.0.0/8\" or \"fd00::/8\""
+    );
+    let (_, _, message) = error("[[hooks.pre_stop]]\nwait_quiet = { ignore = [\"node\"] }\n");
+    assert!(
+        message.starts_with("`node` is not an address block"),
+        "{message}"
+    );
+    let (line, column, message) =
+        error("[[hooks.pre_stop]]\nwait_quiet = { min = \"5s\", max = \"2s\" }\n");
+    assert_eq!((line, column), (2, 22));
+    assert_eq!(message, "`min` (5s) is longer than `max` (2s)");
+    let (_, _, message) = error("[[hooks.pre_stop]]\nwait_quiet = { quiet = \"0s\" }\n");
+    assert_eq!(message, "`quiet` must be longer than 0s");
+    let (_, _, message) = error("[[hooks.pre_stop]]\nwait_quiet = { ports = [0] }\n");
+    assert_eq!(message, "`ports` are 1 to 65535; 0 is not a port");
+    let (_, _, message) = error("[[hooks.pre_stop]]\nwait_quiet = { port = [80] }\n");
+    assert!(message.contains("`ports`"), "{message}");
+}
+
+#[test]
+fn cidr_contains_its_addresses_and_mapped_ipv4() {
+    let block = model::Cidr::parse("10.1.0.0/16").unwrap();
+    assert!(block.contains("10.1.255.3".parse().unwrap()));
+    assert!(!block.contains("10.2.0.1".parse().unwrap()));
+    assert!(block.contains("::ffff:10.1.0.9".parse().unwrap()));
+    let all = model::Cidr::parse("0.0.0.0/0").unwrap();
+    assert!(all.contains("203.0.113.5".parse().unwrap()));
+    assert!(!all.contains("::1".parse().unwrap()));
+    let v6 = model::Cidr::parse("fd00::/8").unwrap();
+    assert!(v6.contains("fd12::1".parse().unwrap()));
+    assert!(!v6.contains("fe80::1".parse().unwrap()));
+}

@@ -20,7 +20,7 @@ pub(super) struct Invalid {
 }
 
 impl Invalid {
-    fn at(span: Range<usize>, message: impl Into<String>) -> Self {
+    pub(super) fn at(span: Range<usize>, message: impl Into<String>) -> Self {
         Invalid {
             at: Some(span),
             message: message.into(),
@@ -151,13 +151,18 @@ pub(super) fn one_action(t: &ActionTable) -> Result<(), String> {
         t.http.as_ref().map(|_| "http"),
         t.tcp.as_ref().map(|_| "tcp"),
         t.sleep.as_ref().map(|_| "sleep"),
+        t.wait_quiet.as_ref().map(|_| "wait_quiet"),
     ]
     .into_iter()
     .flatten()
     .collect();
     match given.as_slice() {
         [_] => {}
-        [] => return Err("expected one action: `exec`, `http`, `tcp` or `sleep`".into()),
+        [] => {
+            return Err(
+                "expected one action: `exec`, `http`, `tcp`, `sleep` or `wait_quiet`".into(),
+            );
+        }
         many => {
             return Err(format!(
                 "one action per entry, found {}",

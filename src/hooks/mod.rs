@@ -4,6 +4,7 @@
 //! probes/'s; this module only runs one action and tells the truth about it.
 
 mod exec;
+mod quiet;
 mod relay;
 
 use std::sync::{Arc, Mutex, OnceLock};
@@ -174,6 +175,11 @@ impl Runner {
             }
             Action::Http(request) => self.http(request, limit, expired).await,
             Action::Tcp(address) => tcp(address, limit, expired).await,
+            // Like a sleep, it always succeeds, however it ends.
+            Action::WaitQuiet(wait) => {
+                quiet::run(wait, limit).await;
+                Outcome::Succeeded
+            }
         }
     }
 

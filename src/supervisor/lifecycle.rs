@@ -402,6 +402,7 @@ fn action_kind(action: &HookAction) -> &'static str {
         HookAction::Http(_) => "http",
         HookAction::Tcp(_) => "tcp",
         HookAction::Sleep(_) => "sleep",
+        HookAction::WaitQuiet(_) => "wait_quiet",
     }
 }
 

@@ -1,0 +1,198 @@
+//! One sample of the network namespace's TCP sockets, through NETLINK_SOCK_DIAG
+//! (inet_diag): listeners, and connections with what tcp_info says they received.
+//! Blocking: run it off the event loop (`spawn_blocking`).
+
+use std::collections::HashSet;
+use std::io;
+use std::net::SocketAddr;
+
+use netlink_packet_core::{
+    NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+};
+use netlink_packet_sock_diag::SockDiagMessage;
+use netlink_packet_sock_diag::constants::{
+    AF_INET, AF_INET6, IPPROTO_TCP, TCP_ESTABLISHED, TCP_LISTEN, TCP_SYN_RECV,
+};
+use netlink_packet_sock_diag::inet::nlas::Nla;
+use netlink_packet_sock_diag::inet::{ExtensionFlags, InetRequest, SocketId, StateFlags};
+use netlink_sys::protocols::NETLINK_SOCK_DIAG;
+use netlink_sys::{Socket, SocketAddr as NetlinkAddr};
+
+/// A TCP socket as inet_diag shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TcpSocket {
+    pub local: SocketAddr,
+    pub peer: SocketAddr,
+    pub listening: bool,
+    /// Established or half-open (SYN_RECV); else closing or closed (TIME_WAIT): a
+    /// connection that came and went between two samples shows as one of those.
+    pub open: bool,
+    pub inode: u32,
+    /// tcp_info's `tcpi_bytes_received` (kernel 4.1 on); `None` if the kernel gave none.
+    pub bytes_received: Option<u64>,
+}
+
+/// What one look at the namespace found, and which socket inodes are graceinit's own.
+#[derive(Clone, Debug, Default)]
+pub struct Sample {
+    pub sockets: Vec<TcpSocket>,
+    pub own_inodes: HashSet<u32>,
+}
+
+/// Lists the TCP sockets (IPv4 and IPv6): listening, open, closing and in TIME_WAIT; and
+/// graceinit's own socket inodes.
+pub fn sample() -> io::Result<Sample> {
+    let mut sockets = dump(AF_INET)?;
+    sockets.extend(dump(AF_INET6)?);
+    Ok(Sample {
+        sockets,
+        own_inodes: own_socket_inodes()?,
+    })
+}
+
+fn dump(family: u8) -> io::Result<Vec<TcpSocket>> {
+    let mut socket = Socket::new(NETLINK_SOCK_DIAG)?;
+    socket.bind_auto()?;
+    socket.connect(&NetlinkAddr::new(0, 0))?;
+    let mut header = NetlinkHeader::default();
+    header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+    let socket_id = if family == AF_INET {
+        SocketId::new_v4()
+    } else {
+        SocketId::new_v6()
+    };
+    let mut request = NetlinkMessage::new(
+        header,
+        SockDiagMessage::InetRequest(InetRequest {
+            family,
+            protocol: IPPROTO_TCP,
+            extensions: ExtensionFlags::INFO,
+            // Every state but SYN_SENT and CLOSE (a client's, or nobody's).
+            states: StateFlags::all() - StateFlags::SYN_SENT - StateFlags::CLOSE,
+            socket_id,
+        })
+        .into(),
+    );
+    request.finalize();
+    let mut buffer = vec![0; request.buffer_len()];
+    request.serialize(&mut buffer);
+    socket.send(&buffer, 0)?;
+
+    let mut found = Vec::new();
+    let mut receive = vec![0u8; 64 * 1024];
+    loop {
+        let size = socket.recv(&mut &mut receive[..], 0)?;
+        let mut offset = 0;
+        while offset < size {
+            let message = <NetlinkMessage<SockDiagMessage>>::deserialize(&receive[offset..size])
+                .map_err(|e| io::Error::other(format!("sock_diag answer: {e}")))?;
+            let length = message.header.length as usize;
+            match message.payload {
+                NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(response)) => {
+                    let id = &response.header.socket_id;
+                    let bytes_received = response.nlas.iter().find_map(|nla| match nla {
+                        Nla::TcpInfo(info) => bytes_received(info),
+                        _ => None,
+                    });
+                    found.push(TcpSocket {
+                        local: SocketAddr::new(id.source_address, id.source_port),
+                        peer: SocketAddr::new(id.destination_address, id.destination_port),
+                        listening: response.header.state == TCP_LISTEN,
+                        open: matches!(response.header.state, TCP_ESTABLISHED | TCP_SYN_RECV),
+                        inode: response.header.inode,
+                        bytes_received,
+                    });
+                }
+                NetlinkPayload::Done(_) => return Ok(found),
+                NetlinkPayload::Error(e) => {
+                    return Err(io::Error::other(format!("sock_diag: {e}")));
+                }
+                _ => {}
+            }
+            if length == 0 {
+                break;
+            }
+            offset += length;
+        }
+    }
+}
+
+/// `tcpi_bytes_received` from a raw `struct tcp_info`: the kernel only appends to it,
+/// so the field's offset is fixed (linux/tcp.h: 8 one-byte fields, 24 u32s, then the
+/// u64s pacing_rate, max_pacing_rate, bytes_acked, bytes_received).
+fn bytes_received(info: &[u8]) -> Option<u64> {
+    const OFFSET: usize = 8 + 24 * 4 + 3 * 8;
+    let bytes = info.get(OFFSET..OFFSET + 8)?;
+    Some(u64::from_ne_bytes(bytes.try_into().ok()?))
+}
+
+/// The inodes of graceinit's own sockets (its health endpoint, its probes' and hooks'
+/// connections), from /proc/self/fd.
+fn own_socket_inodes() -> io::Result<HashSet<u32>> {
+    let mut inodes = HashSet::new();
+    for entry in std::fs::read_dir("/proc/self/fd")? {
+        let Ok(target) = std::fs::read_link(entry?.path()) else {
+            continue; // closed since the listing
+        };
+        let target = target.to_string_lossy();
+        if let Some(inode) = target
+            .strip_prefix("socket:[")
+            .and_then(|rest| rest.strip_suffix(']'))
+            .and_then(|n| n.parse().ok())
+        {
+            inodes.insert(inode);
+        }
+    }
+    Ok(inodes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+
+    #[test]
+    fn a_sample_sees_a_listener_its_connection_and_the_bytes_it_received() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        let mut client = TcpStream::connect(address).unwrap();
+        let (mut server, peer) = listener.accept().unwrap();
+        client.write_all(b"hello").unwrap();
+        let mut got = [0; 5];
+        server.read_exact(&mut got).unwrap();
+
+        let sample = sample().unwrap();
+        let listening: Vec<_> = sample
+            .sockets
+            .iter()
+            .filter(|s| s.local == address && s.listening)
+            .collect();
+        assert_eq!(listening.len(), 1);
+        // Our own listener is one of this process's sockets.
+        assert!(sample.own_inodes.contains(&listening[0].inode));
+        let served: Vec<_> = sample
+            .sockets
+            .iter()
+            .filter(|s| s.local == address && !s.listening)
+            .collect();
+        assert_eq!(served.len(), 1);
+        assert_eq!(served[0].peer, peer);
+        assert!(served[0].open);
+        assert_eq!(served[0].bytes_received, Some(5));
+
+        // Closed by the server first: its side stays in TIME_WAIT, still to be seen.
+        drop(server);
+        let mut rest = Vec::new();
+        client.read_to_end(&mut rest).unwrap();
+        drop(client);
+        let sample = super::sample().unwrap();
+        let closed: Vec<_> = sample
+            .sockets
+            .iter()
+            .filter(|s| s.local == address && s.peer == peer)
+            .collect();
+        assert_eq!(closed.len(), 1, "{:?}", sample.sockets);
+        assert!(!closed[0].open);
+    }
+}

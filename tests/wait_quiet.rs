@@ -1,0 +1,369 @@
+//! The `wait_quiet` pre_stop action against real TCP on loopback: an app listening (a
+//! server in this test process, which shares graceinit's network namespace), clients
+//! that keep it busy or not, and graceinit's drain timed from its SIGTERM to its exit
+//! (the app, `sleep`, dies at once on the stop signal that follows the action).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{Finished, Launch, TempDir, serial, wait_until};
+
+const WAIT: Duration = Duration::from_secs(10);
+/// Sampling period (100 ms) plus the stop signal, the app's exit and the test's polling.
+const SLACK: Duration = Duration::from_millis(900);
+
+/// The app: answers `ok` to each read; closes first when `close_first` (as an HTTP
+/// server with `Connection: close` does, leaving its side in TIME_WAIT).
+fn app(close_first: bool) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            thread::spawn(move || {
+                let mut buffer = [0; 64];
+                while let Ok(n) = stream.read(&mut buffer) {
+                    if n == 0 || stream.write_all(b"ok").is_err() || close_first {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    address
+}
+
+/// graceinit with one pre_stop `wait_quiet` (its keys as given), the app `sleep`, ready.
+fn start(tag: &str, wait_quiet: &str) -> (common::Running, TempDir) {
+    let dir = TempDir::new(tag);
+    let config = dir.write(
+        "graceinit.toml",
+        &format!("[[hooks.pre_stop]]\nwait_quiet = {{ {wait_quiet} }}\n"),
+    );
+    let running = Launch::direct(["-v", "--config", &config, "--", "sleep", "1000"]).start();
+    wait_until(WAIT, "the app to be ready", || {
+        running.stderr_so_far().contains("the app is ready")
+    });
+    (running, dir)
+}
+
+/// Runs `client` on its own thread until `stop`; it returns when it last sent.
+fn client(
+    stop: Arc<AtomicBool>,
+    mut once: impl FnMut() + Send + 'static,
+) -> thread::JoinHandle<Instant> {
+    thread::spawn(move || {
+        let mut last = Instant::now();
+        while !stop.load(Ordering::SeqCst) {
+            once();
+            last = Instant::now();
+            thread::sleep(Duration::from_millis(150)); // the client's pace, not a wait
+        }
+        last
+    })
+}
+
+/// A client that opens a new connection for each request.
+fn new_connections(address: SocketAddr, stop: Arc<AtomicBool>) -> thread::JoinHandle<Instant> {
+    client(stop, move || {
+        let mut stream = TcpStream::connect(address).unwrap();
+        stream.write_all(b"ping").unwrap();
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).unwrap();
+        assert_eq!(answer, b"ok");
+    })
+}
+
+/// A client that sends each request on one kept-alive connection.
+fn keep_alive(address: SocketAddr, stop: Arc<AtomicBool>) -> thread::JoinHandle<Instant> {
+    let mut stream = TcpStream::connect(address).unwrap();
+    client(stop, move || {
+        stream.write_all(b"ping").unwrap();
+        let mut answer = [0; 2];
+        stream.read_exact(&mut answer).unwrap();
+        assert_eq!(&answer, b"ok");
+    })
+}
+
+/// Starts a client thread that runs until its flag is set.
+type StartClient = Box<dyn FnOnce(Arc<AtomicBool>) -> thread::JoinHandle<Instant>>;
+
+/// SIGTERMs graceinit, lets `busy` run for `for_how_long` (None: no client), and returns
+/// how graceinit finished, the time from SIGTERM to its exit, and from the client's
+/// last request to the exit.
+fn drain(
+    running: common::Running,
+    busy: Option<(Duration, StartClient)>,
+) -> (Finished, Duration, Option<Duration>) {
+    let trigger = Instant::now();
+    running.signal(libc::SIGTERM);
+    let mut last = None;
+    if let Some((how_long, start_client)) = busy {
+        let stop = Arc::new(AtomicBool::new(false));
+        let handle = start_client(stop.clone());
+        thread::sleep(how_long); // the client's run, not a wait for graceinit
+        stop.store(true, Ordering::SeqCst);
+        last = Some(handle.join().unwrap());
+    }
+    let finished = running.wait(Duration::from_secs(40));
+    let exited = Instant::now();
+    (finished, exited - trigger, last.map(|l| exited - l))
+}
+
+/// The `arrivals=N` of the `wait_quiet over` log line.
+fn arrivals(finished: &Finished) -> usize {
+    let line = finished
+        .stderr
+        .lines()
+        .find(|l| l.contains("wait_quiet over"))
+        .unwrap_or_else(|| panic!("no `wait_quiet over` line:\n{}", finished.stderr));
+    let value = line.split("arrivals=").nth(1).expect("an arrivals field");
+    value.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+fn assert_between(what: &str, value: Duration, low: Duration, high: Duration, f: &Finished) {
+    assert!(
+        value >= low && value <= high,
+        "{what}: {value:?}, expected {low:?}..={high:?}\nstderr:\n{}",
+        f.stderr
+    );
+}
+
+#[test]
+fn with_no_traffic_the_drain_goes_on_after_quiet() {
+    let _serial = serial();
+    let address = app(false);
+    let (running, _dir) = start(
+        "wq-idle",
+        &format!("ports = [{}], quiet = \"1s\"", address.port()),
+    );
+    let (finished, drained, _) = drain(running, None);
+    finished.assert_code(143);
+    assert_between(
+        "SIGTERM to exit",
+        drained,
+        Duration::from_secs(1),
+        Duration::from_secs(1) + SLACK,
+        &finished,
+    );
+    assert_eq!(arrivals(&finished), 0);
+    assert_eq!(finished.stderr_lines_with("wait_quiet over: quiet"), 1);
+}
+
+#[test]
+fn a_client_opening_connections_keeps_it_waiting_until_quiet_after_it_stops() {
+    let _serial = serial();
+    let address = app(true);
+    let (running, _dir) = start(
+        "wq-new",
+        &format!("ports = [{}], quiet = \"1s\"", address.port()),
+    );
+    let client_runs = Duration::from_millis(2500);
+    let (finished, drained, after_last) = drain(
+        running,
+        Some((
+            client_runs,
+            Box::new(move |stop| new_connections(address, stop)),
+        )),
+    );
+    finished.assert_code(143);
+    // Busy until the client stopped (not done `quiet` after the SIGTERM).
+    assert!(
+        drained >= client_runs,
+        "drained after {drained:?}\n{}",
+        finished.stderr
+    );
+    assert_between(
+        "last request to exit",
+        after_last.unwrap(),
+        Duration::from_secs(1),
+        Duration::from_secs(1) + SLACK,
+        &finished,
+    );
+    // About 16 connections in 2.5 s; each seen at least in TIME_WAIT.
+    assert!(arrivals(&finished) >= 10, "{}", finished.stderr);
+    assert_eq!(finished.stderr_lines_with("wait_quiet over: quiet"), 1);
+}
+
+#[test]
+fn requests_on_one_kept_alive_connection_keep_it_waiting() {
+    let _serial = serial();
+    let address = app(false);
+    let (running, _dir) = start(
+        "wq-keepalive",
+        &format!("ports = [{}], quiet = \"1s\"", address.port()),
+    );
+    let client_runs = Duration::from_millis(2500);
+    let (finished, drained, after_last) = drain(
+        running,
+        Some((client_runs, Box::new(move |stop| keep_alive(address, stop)))),
+    );
+    finished.assert_code(143);
+    // Busy until the client stopped (not done `quiet` after the SIGTERM).
+    assert!(
+        drained >= client_runs,
+        "drained after {drained:?}\n{}",
+        finished.stderr
+    );
+    assert_between(
+        "last request to exit",
+        after_last.unwrap(),
+        Duration::from_secs(1),
+        Duration::from_secs(1) + SLACK,
+        &finished,
+    );
+    assert!(arrivals(&finished) >= 10, "{}", finished.stderr);
+}
+
+#[test]
+fn max_cuts_a_wait_that_never_gets_quiet() {
+    let _serial = serial();
+    let address = app(false);
+    let (running, _dir) = start(
+        "wq-max",
+        &format!(
+            "ports = [{}], quiet = \"1s\", max = \"1500ms\"",
+            address.port()
+        ),
+    );
+    let client_runs = Duration::from_millis(3500);
+    let (finished, drained, _) = drain(
+        running,
+        Some((client_runs, Box::new(move |stop| keep_alive(address, stop)))),
+    );
+    finished.assert_code(143);
+    assert!(arrivals(&finished) >= 5, "{}", finished.stderr);
+    // The exit comes while the client still runs: timed from the SIGTERM by the log.
+    assert_eq!(
+        finished.stderr_lines_with("wait_quiet over: its max or the drain deadline came first"),
+        1,
+        "{}",
+        finished.stderr
+    );
+    assert_eq!(
+        finished.stderr_lines_with("hook finished hook=pre_stop#1 outcome=succeeded"),
+        1,
+        "{}",
+        finished.stderr
+    );
+    assert!(drained < client_runs + SLACK, "{drained:?}");
+    let took = took(&finished);
+    assert_between(
+        "the action",
+        took,
+        Duration::from_millis(1500),
+        Duration::from_millis(1500) + SLACK,
+        &finished,
+    );
+}
+
+#[test]
+fn an_ignored_peer_does_not_count() {
+    let _serial = serial();
+    let address = app(false);
+    let (running, _dir) = start(
+        "wq-ignore",
+        &format!(
+            "ports = [{}], quiet = \"1s\", ignore = [\"127.0.0.0/8\"]",
+            address.port()
+        ),
+    );
+    let client_runs = Duration::from_millis(2500);
+    let (finished, _, _) = drain(
+        running,
+        Some((client_runs, Box::new(move |stop| keep_alive(address, stop)))),
+    );
+    finished.assert_code(143);
+    assert_eq!(arrivals(&finished), 0, "{}", finished.stderr);
+    assert_eq!(finished.stderr_lines_with("wait_quiet over: quiet"), 1);
+    assert_between(
+        "the action",
+        took(&finished),
+        Duration::from_secs(1),
+        Duration::from_secs(1) + SLACK,
+        &finished,
+    );
+}
+
+/// The `took=` of the pre_stop hook's `hook finished` line.
+fn took(finished: &Finished) -> Duration {
+    let line = finished
+        .stderr
+        .lines()
+        .find(|l| l.contains("hook finished hook=pre_stop#1"))
+        .unwrap_or_else(|| panic!("no `hook finished` line:\n{}", finished.stderr));
+    let value = line.split("took=").nth(1).expect("a took field").trim();
+    parse_debug_duration(value)
+}
+
+/// A Duration's Debug form: "1.50123s", "998.2ms", "12.5µs".
+fn parse_debug_duration(text: &str) -> Duration {
+    let (number, unit) = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .map(|i| text.split_at(i))
+        .unwrap_or_else(|| panic!("not a duration: {text}"));
+    let number: f64 = number.parse().unwrap();
+    let seconds = match unit {
+        "s" => number,
+        "ms" => number / 1e3,
+        "µs" => number / 1e6,
+        "ns" => number / 1e9,
+        other => panic!("unknown unit {other} in {text}"),
+    };
+    Duration::from_secs_f64(seconds)
+}
+
+#[test]
+fn an_idle_kept_alive_connection_is_open_for_until_idle_but_not_an_arrival() {
+    let _serial = serial();
+    let address = app(false);
+    let keys = |idle: bool| {
+        format!(
+            "ports = [{}], quiet = \"1s\", until_idle = {idle}, max = \"5s\"",
+            address.port()
+        )
+    };
+    // Without until_idle: quiet after 1 s, the idle connection notwithstanding.
+    let (running, _dir) = start("wq-idle-open", &keys(false));
+    let idle = TcpStream::connect(address).unwrap();
+    let (finished, _, _) = drain(running, None);
+    assert_eq!(arrivals(&finished), 0, "{}", finished.stderr);
+    let one = Duration::from_secs(1);
+    assert_between("the action", took(&finished), one, one + SLACK, &finished);
+    drop(idle);
+
+    // With until_idle: it waits for the connection to close (1.8 s after the SIGTERM).
+    let (running, _dir) = start("wq-until-idle", &keys(true));
+    let idle = TcpStream::connect(address).unwrap();
+    let closes_after = Duration::from_millis(1800);
+    let (finished, _, _) = drain(
+        running,
+        Some((
+            closes_after,
+            Box::new(move |stop| {
+                thread::spawn(move || {
+                    wait_until(WAIT, "the end of the client's run", || {
+                        stop.load(Ordering::SeqCst)
+                    });
+                    drop(idle);
+                    Instant::now()
+                })
+            }),
+        )),
+    );
+    assert_eq!(arrivals(&finished), 0, "{}", finished.stderr);
+    assert_eq!(finished.stderr_lines_with("wait_quiet over: quiet"), 1);
+    assert_between(
+        "the action",
+        took(&finished),
+        closes_after,
+        closes_after + SLACK,
+        &finished,
+    );
+}
