@@ -22,6 +22,7 @@ mod signals;
 mod status;
 mod supervisor;
 mod sys;
+mod traffic;
 
 use std::ffi::OsString;
 use std::time::{Duration, Instant};

@@ -2,11 +2,7 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::time::Duration;
 
-use tokio::time::Instant;
-
-use super::diag::{Sample, TcpSocket};
 use super::*;
 
 fn addr(text: &str) -> SocketAddr {
@@ -46,22 +42,16 @@ fn sample(sockets: Vec<TcpSocket>, own: &[u32]) -> Sample {
     }
 }
 
-fn wait(ports: &[u16], ignore: &[&str]) -> WaitQuiet {
-    WaitQuiet {
-        ports: ports.to_vec(),
-        quiet: Duration::from_secs(2),
-        until_idle: false,
-        min: Duration::ZERO,
-        max: Duration::from_secs(30),
-        ignore: ignore.iter().map(|c| Cidr::parse(c).unwrap()).collect(),
-    }
+fn tracker(ports: &[u16], ignore: &[&str]) -> Tracker {
+    let ignore: Vec<Cidr> = ignore.iter().map(|c| Cidr::parse(c).unwrap()).collect();
+    Tracker::new(ports, &ignore)
 }
 
 const APP: &str = "10.0.0.5:8080";
 
 #[test]
 fn what_is_open_at_the_start_is_not_an_arrival_and_a_new_tuple_is() {
-    let mut tracker = Tracker::new(&wait(&[8080], &[]));
+    let mut tracker = tracker(&[8080], &[]);
     let first = sample(
         vec![
             listener("0.0.0.0:8080", 1),
@@ -110,7 +100,7 @@ fn what_is_open_at_the_start_is_not_an_arrival_and_a_new_tuple_is() {
 
 #[test]
 fn bytes_on_an_open_connection_are_an_arrival() {
-    let mut tracker = Tracker::new(&wait(&[8080], &[]));
+    let mut tracker = tracker(&[8080], &[]);
     tracker.observe(&sample(vec![conn(APP, "10.1.0.1:40000", 2, 100)], &[]));
     let more = sample(vec![conn(APP, "10.1.0.1:40000", 2, 180)], &[]);
     assert_eq!(
@@ -131,7 +121,7 @@ fn bytes_on_an_open_connection_are_an_arrival() {
 
 #[test]
 fn a_closed_then_reused_tuple_counts_again() {
-    let mut tracker = Tracker::new(&wait(&[8080], &[]));
+    let mut tracker = tracker(&[8080], &[]);
     tracker.observe(&sample(vec![conn(APP, "10.1.0.1:40000", 2, 10)], &[]));
     assert_eq!(
         tracker.observe(&sample(vec![], &[])),
@@ -152,7 +142,7 @@ fn a_closed_then_reused_tuple_counts_again() {
 
 #[test]
 fn other_ports_ignored_peers_and_graceinits_own_connections_do_not_count() {
-    let mut tracker = Tracker::new(&wait(&[8080], &["10.9.0.0/16"]));
+    let mut tracker = tracker(&[8080], &["10.9.0.0/16"]);
     tracker.observe(&sample(vec![], &[]));
     let next = sample(
         vec![
@@ -187,7 +177,7 @@ fn other_ports_ignored_peers_and_graceinits_own_connections_do_not_count() {
 
 #[test]
 fn without_ports_every_listener_but_graceinits_own_is_watched() {
-    let mut tracker = Tracker::new(&wait(&[], &[]));
+    let mut tracker = tracker(&[], &[]);
     tracker.observe(&sample(vec![], &[]));
     let next = sample(
         vec![
@@ -213,7 +203,7 @@ fn without_ports_every_listener_but_graceinits_own_is_watched() {
 
 #[test]
 fn a_half_open_connection_arrives_once() {
-    let mut tracker = Tracker::new(&wait(&[8080], &[]));
+    let mut tracker = tracker(&[8080], &[]);
     tracker.observe(&sample(vec![], &[]));
     let mut syn = conn(APP, "10.1.0.1:40000", 0, 0);
     syn.bytes_received = None;
@@ -235,34 +225,8 @@ fn a_half_open_connection_arrives_once() {
 }
 
 #[test]
-fn over_after_quiet_not_before_min_and_at_max() {
-    let w = WaitQuiet {
-        min: Duration::from_secs(5),
-        ..wait(&[8080], &[])
-    };
-    let t0 = Instant::now();
-    let s = Duration::from_secs;
-    let end = t0 + s(30);
-    // Quiet since the start, but min is 5s.
-    assert!(!is_over(&w, t0, end, t0, 0, t0 + s(3)));
-    assert!(is_over(&w, t0, end, t0, 0, t0 + s(5)));
-    // An arrival at 4s: quiet from 6s.
-    assert!(!is_over(&w, t0, end, t0 + s(4), 0, t0 + s(5)));
-    assert!(is_over(&w, t0, end, t0 + s(4), 0, t0 + s(6)));
-    // Arrivals until the end: the end wins.
-    assert!(is_over(&w, t0, end, t0 + s(29), 0, t0 + s(30)));
-    let idle = WaitQuiet {
-        until_idle: true,
-        ..w
-    };
-    assert!(!is_over(&idle, t0, end, t0, 1, t0 + s(10)));
-    assert!(is_over(&idle, t0, end, t0, 0, t0 + s(10)));
-    assert!(is_over(&idle, t0, end, t0, 1, t0 + s(30)));
-}
-
-#[test]
 fn a_connection_that_came_and_went_between_samples_arrived_but_is_not_open() {
-    let mut tracker = Tracker::new(&wait(&[8080], &[]));
+    let mut tracker = tracker(&[8080], &[]);
     tracker.observe(&sample(vec![], &[]));
     let mut gone = conn(APP, "10.1.0.1:40000", 0, 0);
     gone.open = false;

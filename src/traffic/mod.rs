@@ -1,0 +1,145 @@
+//! The app's TCP traffic as graceinit sees it from the shared network namespace: samples
+//! of the TCP sockets through NETLINK_SOCK_DIAG ([`diag`], on the blocking pool), and the
+//! [`Tracker`] that turns samples into arrivals (new connections, and requests on open
+//! ones) and open connections. Used only while something needs it: the `wait_quiet`
+//! pre_stop action, and the drain's report.
+
+mod diag;
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::config::Cidr;
+use diag::Sample;
+#[cfg(test)]
+use diag::TcpSocket;
+
+/// How often the sockets are sampled while someone watches.
+pub const PERIOD: Duration = Duration::from_millis(100);
+
+/// What one sample showed, next to the ones before it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Observed {
+    /// New connections, and open ones that received bytes, since the last sample.
+    pub arrivals: usize,
+    /// Connections open to the watched listeners now (closing ones are not).
+    pub open: usize,
+}
+
+/// Arrivals as a function of samples: the first sample is the baseline (what is open at
+/// the start is not an arrival); after it, a 4-tuple not seen in the sample before (open,
+/// or already closing or in TIME_WAIT: it came and went between samples), or one whose
+/// bytes_received grew, is one.
+pub struct Tracker {
+    ports: Vec<u16>,
+    ignore: Vec<Cidr>,
+    /// Each open connection (local, peer) and the bytes it had received.
+    seen: HashMap<(SocketAddr, SocketAddr), Option<u64>>,
+    /// graceinit's own connections (app side) seen so far: still its own once its socket
+    /// is closed and the app's side is closing or in TIME_WAIT.
+    own: HashSet<(SocketAddr, SocketAddr)>,
+    baseline: bool,
+}
+
+impl Tracker {
+    /// Watches `ports` (none: every listener but graceinit's own), not counting peers in
+    /// `ignore`.
+    pub fn new(ports: &[u16], ignore: &[Cidr]) -> Self {
+        Tracker {
+            ports: ports.to_vec(),
+            ignore: ignore.to_vec(),
+            seen: HashMap::new(),
+            own: HashSet::new(),
+            baseline: true,
+        }
+    }
+
+    pub fn observe(&mut self, sample: &Sample) -> Observed {
+        let own = |inode: u32| inode != 0 && sample.own_inodes.contains(&inode);
+        // Given ports, or every listener's but graceinit's own (its health endpoint).
+        let ports: HashSet<u16> = if self.ports.is_empty() {
+            sample
+                .sockets
+                .iter()
+                .filter(|s| s.listening && !own(s.inode))
+                .map(|s| s.local.port())
+                .collect()
+        } else {
+            self.ports.iter().copied().collect()
+        };
+        // graceinit's own connections (probes, hooks) as the app's side sees them.
+        self.own
+            .retain(|key| sample.sockets.iter().any(|s| (s.local, s.peer) == *key));
+        self.own.extend(
+            sample
+                .sockets
+                .iter()
+                .filter(|s| !s.listening && own(s.inode))
+                .map(|s| (s.peer, s.local)),
+        );
+        let mut observed = Observed::default();
+        let mut now_open = HashMap::new();
+        for socket in &sample.sockets {
+            if socket.listening
+                || !ports.contains(&socket.local.port())
+                || own(socket.inode)
+                || self.own.contains(&(socket.local, socket.peer))
+                || self
+                    .ignore
+                    .iter()
+                    .any(|block| block.contains(socket.peer.ip()))
+            {
+                continue;
+            }
+            let key = (socket.local, socket.peer);
+            if socket.open {
+                observed.open += 1;
+            }
+            let arrived = match self.seen.get(&key) {
+                None => !self.baseline,
+                Some(before) => match (before, socket.bytes_received) {
+                    (Some(before), Some(now)) => now > *before,
+                    _ => false,
+                },
+            };
+            if arrived {
+                observed.arrivals += 1;
+            }
+            // A half-open (SYN_RECV) entry has no tcp_info: keep what was known.
+            let bytes = socket
+                .bytes_received
+                .or_else(|| self.seen.get(&key).copied().flatten());
+            now_open.insert(key, bytes);
+        }
+        self.seen = now_open;
+        self.baseline = false;
+        observed
+    }
+}
+
+/// Samples the namespace's TCP sockets and tracks what arrives on the watched ports.
+pub struct Sampler {
+    tracker: Tracker,
+}
+
+impl Sampler {
+    pub fn new(ports: &[u16], ignore: &[Cidr]) -> Self {
+        Sampler {
+            tracker: Tracker::new(ports, ignore),
+        }
+    }
+
+    /// One sample now, taken on the blocking pool (a netlink dump and a read of
+    /// /proc/self/fd), next to the ones before; the first is the baseline.
+    pub async fn next(&mut self) -> Result<Observed, String> {
+        match tokio::task::spawn_blocking(diag::sample).await {
+            Ok(Ok(sample)) => Ok(self.tracker.observe(&sample)),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
