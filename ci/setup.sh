@@ -20,6 +20,7 @@ packages=(
   python3 python3-prometheus-client  # tests/endpoints.rs parses /metrics with Prometheus' parser
   wrk             # bench/endpoints.sh: /readyz throughput and latency
   nginx-light etcd-server curl  # tests/real_systems.rs: nginx as the app, etcd as the registry
+  iproute2        # ip: tests/wait_quiet.rs brings up loopback in a network namespace of its own
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -7,7 +7,9 @@ use tokio::time::Instant;
 
 use crate::hooks::Outcome;
 use crate::reaper::ExitStatus;
-use crate::supervisor::{Health, Snapshot, StopCause, Trigger, time_left, wall_clock};
+use crate::supervisor::{
+    Health, Snapshot, StopCause, TrafficReport, Trigger, time_left, wall_clock,
+};
 
 pub fn to_json(snapshot: &Snapshot) -> Value {
     let not_ready = snapshot
@@ -61,6 +63,7 @@ pub fn to_json(snapshot: &Snapshot) -> Value {
             "stop_signal_at": drain.stop_signal_at.map(time),
             "killed_at": drain.killed_at.map(time),
             "finished_at": drain.finished_at.map(time),
+            "traffic": traffic(&drain.traffic, drain.started_at),
         })),
         "stopping_for": snapshot.stopping_for.map(cause_name),
         "events": snapshot.events.iter().map(|event| json!({
@@ -68,6 +71,27 @@ pub fn to_json(snapshot: &Snapshot) -> Value {
             "reason": event.reason.to_string(),
             "message": event.message,
         })).collect::<Vec<_>>(),
+    })
+}
+
+/// The drain's report of the app's connections; null until the first sample (or when the
+/// sockets cannot be sampled: `unavailable`).
+fn traffic(report: &TrafficReport, trigger: Instant) -> Value {
+    let Some(open_at_trigger) = report.open_at_trigger else {
+        return json!({ "unavailable": report.unavailable });
+    };
+    json!({
+        "unavailable": report.unavailable,
+        "open_at_trigger": open_at_trigger,
+        "open": report.open,
+        "arrivals": report.arrivals,
+        "last_arrival_at": report.last_arrival_at.map(time),
+        "last_arrival_after_trigger_seconds": report
+            .last_arrival_at
+            .map(|at| (at - trigger).as_secs_f64()),
+        "arrivals_after_stop_signal": report.arrivals_after_stop_signal,
+        "open_at_stop_signal": report.open_at_stop_signal,
+        "open_at_kill": report.open_at_kill,
     })
 }
 

@@ -1,7 +1,9 @@
 //! The `wait_quiet` pre_stop action against real TCP on loopback: an app listening (a
 //! server in this test process, which shares graceinit's network namespace), clients
 //! that keep it busy or not, and graceinit's drain timed from its SIGTERM to its exit
-//! (the app, `sleep`, dies at once on the stop signal that follows the action).
+//! (the app, `sleep`, dies at once on the stop signal that follows the action). Each
+//! test runs in a network namespace of its own ([`Netns`]): the namespace's count of
+//! passive opens, which graceinit reads, is the test's alone.
 
 mod common;
 
@@ -12,6 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::netns::Netns;
 use common::{Finished, Launch, TempDir, serial, wait_until};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -138,6 +141,7 @@ fn assert_between(what: &str, value: Duration, low: Duration, high: Duration, f:
 #[test]
 fn with_no_traffic_the_drain_goes_on_after_quiet() {
     let _serial = serial();
+    let _netns = Netns::enter();
     let address = app(false);
     let (running, _dir) = start(
         "wq-idle",
@@ -159,6 +163,7 @@ fn with_no_traffic_the_drain_goes_on_after_quiet() {
 #[test]
 fn a_client_opening_connections_keeps_it_waiting_until_quiet_after_it_stops() {
     let _serial = serial();
+    let _netns = Netns::enter();
     let address = app(true);
     let (running, _dir) = start(
         "wq-new",
@@ -194,6 +199,7 @@ fn a_client_opening_connections_keeps_it_waiting_until_quiet_after_it_stops() {
 #[test]
 fn requests_on_one_kept_alive_connection_keep_it_waiting() {
     let _serial = serial();
+    let _netns = Netns::enter();
     let address = app(false);
     let (running, _dir) = start(
         "wq-keepalive",
@@ -224,6 +230,7 @@ fn requests_on_one_kept_alive_connection_keep_it_waiting() {
 #[test]
 fn max_cuts_a_wait_that_never_gets_quiet() {
     let _serial = serial();
+    let _netns = Netns::enter();
     let address = app(false);
     let (running, _dir) = start(
         "wq-max",
@@ -266,6 +273,7 @@ fn max_cuts_a_wait_that_never_gets_quiet() {
 #[test]
 fn an_ignored_peer_does_not_count() {
     let _serial = serial();
+    let _netns = Netns::enter();
     let address = app(false);
     let (running, _dir) = start(
         "wq-ignore",
@@ -322,6 +330,7 @@ fn parse_debug_duration(text: &str) -> Duration {
 #[test]
 fn an_idle_kept_alive_connection_is_open_for_until_idle_but_not_an_arrival() {
     let _serial = serial();
+    let _netns = Netns::enter();
     let address = app(false);
     let keys = |idle: bool| {
         format!(
@@ -365,5 +374,215 @@ fn an_idle_kept_alive_connection_is_open_for_until_idle_but_not_an_arrival() {
         closes_after,
         closes_after + SLACK,
         &finished,
+    );
+}
+
+#[test]
+fn stop_by_cuts_a_wait_that_never_gets_quiet() {
+    let _serial = serial();
+    let _netns = Netns::enter();
+    let address = app(false);
+    let dir = TempDir::new("wq-stop-by");
+    // grace_period 3s - stop_timeout 2s: the stop signal by 1s after the SIGTERM.
+    let config = dir.write(
+        "graceinit.toml",
+        &format!(
+            "[app]\ngrace_period = \"3s\"\nstop_timeout = \"2s\"\n\n\
+             [[hooks.pre_stop]]\nwait_quiet = {{ ports = [{}], quiet = \"1s\", max = \"30s\" }}\n",
+            address.port()
+        ),
+    );
+    let running = Launch::direct(["-v", "--config", &config, "--", "sleep", "1000"]).start();
+    wait_until(WAIT, "the app to be ready", || {
+        running.stderr_so_far().contains("the app is ready")
+    });
+    let client_runs = Duration::from_millis(3000);
+    let (finished, drained, _) = drain(
+        running,
+        Some((client_runs, Box::new(move |stop| keep_alive(address, stop)))),
+    );
+    finished.assert_code(143);
+    assert_eq!(
+        finished.stderr_lines_with("wait_quiet over: its max or the drain deadline came first"),
+        1,
+        "{}",
+        finished.stderr
+    );
+    let one = Duration::from_secs(1);
+    assert_between("the action", took(&finished), one, one + SLACK, &finished);
+    // graceinit exited while the client still ran: it did not wait for it.
+    assert!(drained < client_runs + SLACK, "{drained:?}");
+}
+
+/// The body of `GET path` (HTTP/1.0: the server closes after its answer).
+fn fetch(address: SocketAddr, path: &str) -> String {
+    let mut stream = TcpStream::connect_timeout(&address, WAIT).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\n\r\n").unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").expect("an HTTP answer");
+    assert!(
+        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+        "{raw}"
+    );
+    body.to_string()
+}
+
+fn traffic(endpoint: SocketAddr) -> serde_json::Value {
+    let status: serde_json::Value = serde_json::from_str(&fetch(endpoint, "/status")).unwrap();
+    status["drain"]["traffic"].clone()
+}
+
+#[test]
+fn the_drain_reports_connections_in_its_event_status_and_metrics() {
+    let _serial = serial();
+    let _netns = Netns::enter();
+    let address = app(false);
+    let dir = TempDir::new("wq-report");
+    let config = dir.write(
+        "graceinit.toml",
+        &format!(
+            "[http]\nlisten = \"127.0.0.1:0\"\n\n\
+             [[hooks.pre_stop]]\nwait_quiet = {{ ports = [{}], quiet = \"2s\" }}\n",
+            address.port()
+        ),
+    );
+    let running = Launch::direct(["-v", "--config", &config, "--", "sleep", "1000"]).start();
+    let endpoint = common::endpoints::served_at(&running);
+    wait_until(WAIT, "the app to be ready", || {
+        running.stderr_so_far().contains("the app is ready")
+    });
+    // Two idle kept-alive connections before the drain.
+    let idle: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect(address).unwrap())
+        .collect();
+    running.signal(libc::SIGTERM);
+    wait_until(WAIT, "the first sample", || {
+        traffic(endpoint)["open_at_trigger"] == 2
+    });
+    // Three new connections, one at a time, each seen before the next (no bytes sent:
+    // each is one arrival, whenever the samples fall).
+    let mut new = Vec::new();
+    for seen in 1..=3 {
+        new.push(TcpStream::connect(address).unwrap());
+        wait_until(WAIT, "the arrival in /status", || {
+            traffic(endpoint)["arrivals"] == seen
+        });
+    }
+    let report = traffic(endpoint);
+    assert_eq!(report["open"], 5, "{report}");
+    assert_eq!(report["arrivals_after_stop_signal"], 0, "{report}");
+    assert_eq!(report["open_at_stop_signal"], serde_json::Value::Null);
+    let metrics = common::endpoints::parse_metrics(&fetch(endpoint, "/metrics"));
+    let sample =
+        |name: &str, labels: &[(&str, &str)]| common::endpoints::sample(&metrics, name, labels);
+    assert_eq!(
+        sample("graceinit_drain_connections", &[("at", "trigger")]),
+        Some(2.0)
+    );
+    assert_eq!(
+        sample("graceinit_drain_connections", &[("at", "now")]),
+        Some(5.0)
+    );
+    assert_eq!(
+        sample("graceinit_drain_arrivals", &[("after", "trigger")]),
+        Some(3.0)
+    );
+    assert_eq!(
+        sample("graceinit_drain_arrivals", &[("after", "stop_signal")]),
+        Some(0.0)
+    );
+    assert!(sample("graceinit_drain_last_arrival_seconds", &[]).unwrap() > 0.0);
+    // The three go; quiet 2 s after the last arrival, the stop signal finds the two idle.
+    drop(new);
+    let finished = running.wait(Duration::from_secs(20));
+    finished.assert_code(143);
+    drop(idle);
+    let line = finished
+        .stderr
+        .lines()
+        .find(|l| l.contains("DrainFinished"))
+        .unwrap_or_else(|| panic!("no DrainFinished event:\n{}", finished.stderr));
+    assert!(
+        line.contains("connections: 2 open at the trigger, 3 arrived after it (the last "),
+        "{line}"
+    );
+    assert!(
+        line.contains(", 2 open at the stop signal reason="),
+        "{line}"
+    );
+}
+
+/// The app of the namespace tests: listens on 127.0.0.1:8080 and answers each read; a
+/// thread polls `POLL_PORT` with a new HTTP/1.0 request every 100 ms (graceinit's own
+/// /readyz, as the kubelet does, or the app itself).
+const NAMESPACE_APP: &str = r#"
+import os, socket, threading, time
+def serve(conn):
+    with conn:
+        while conn.recv(64):
+            conn.sendall(b"ok")
+def poll(port):
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                s.sendall(b"GET /readyz HTTP/1.0\r\n\r\n")
+                s.recv(4096)
+        except OSError:
+            pass
+        time.sleep(0.1)
+listener = socket.create_server(("127.0.0.1", 8080))
+threading.Thread(target=poll, args=(int(os.environ["POLL_PORT"]),), daemon=True).start()
+print("listening", flush=True)
+while True:
+    conn, _ = listener.accept()
+    threading.Thread(target=serve, args=(conn,), daemon=True).start()
+"#;
+
+/// graceinit in a network namespace of its own, watching every listener (no `ports`),
+/// with the app above polling `poll_port`; SIGTERMed once the app listens.
+fn drain_in_a_namespace(tag: &str, poll_port: u16) -> Finished {
+    let _netns = Netns::enter();
+    let dir = TempDir::new(tag);
+    let app = dir.write("app.py", NAMESPACE_APP);
+    let config = dir.write(
+        "graceinit.toml",
+        "[http]\nlisten = \"127.0.0.1:8081\"\n\n\
+         [[hooks.pre_stop]]\nwait_quiet = { quiet = \"1s\", max = \"3s\" }\n",
+    );
+    let running = Launch::direct(["-v", "--config", &config, "--", "/usr/bin/python3", &app])
+        .env("POLL_PORT", poll_port.to_string())
+        .start();
+    wait_until(WAIT, "the app to listen", || {
+        running.stdout_so_far().contains("listening")
+            && running.stderr_so_far().contains("the app is ready")
+    });
+    running.signal(libc::SIGTERM);
+    running.wait(Duration::from_secs(20))
+}
+
+#[test]
+fn requests_to_graceinits_own_endpoint_do_not_count_but_the_apps_do() {
+    let _serial = serial();
+    // The kubelet's probes of /readyz reach graceinit's own listener: not the app's traffic.
+    let finished = drain_in_a_namespace("wq-own", 8081);
+    finished.assert_code(143);
+    assert_eq!(arrivals(&finished), 0, "{}", finished.stderr);
+    assert_eq!(finished.stderr_lines_with("wait_quiet over: quiet"), 1);
+    let one = Duration::from_secs(1);
+    assert_between("the action", took(&finished), one, one + SLACK, &finished);
+
+    // The same poller on the app's port keeps the wait going until its max: each of its
+    // connections comes and goes between two samples, closed by the client first (the
+    // app's side leaves no trace); the namespace's count of opens has them.
+    let finished = drain_in_a_namespace("wq-own-control", 8080);
+    finished.assert_code(143);
+    assert!(arrivals(&finished) >= 10, "{}", finished.stderr);
+    assert_eq!(
+        finished.stderr_lines_with("wait_quiet over: its max or the drain deadline came first"),
+        1,
+        "{}",
+        finished.stderr
     );
 }

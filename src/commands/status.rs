@@ -44,6 +44,38 @@ pub fn run(args: &StatusArgs) -> i32 {
     }
 }
 
+/// The drain's report of the app's connections, in one line.
+fn connections(traffic: &Value) -> String {
+    let Some(open_at_trigger) = traffic["open_at_trigger"].as_u64() else {
+        return if traffic["unavailable"] == Value::Bool(true) {
+            "connections: not seen (the TCP sockets could not be sampled)".into()
+        } else {
+            "connections: not sampled yet".into()
+        };
+    };
+    let mut line = format!(
+        "connections: {open_at_trigger} open at the trigger, {} arrived after it",
+        traffic["arrivals"]
+    );
+    if let Some(after) = traffic["last_arrival_after_trigger_seconds"].as_f64() {
+        let _ = write!(line, " (the last {after:.3}s after the trigger)");
+    }
+    let _ = write!(
+        line,
+        ", {} after the stop signal; open now {}",
+        traffic["arrivals_after_stop_signal"], traffic["open"]
+    );
+    for (key, when) in [
+        ("open_at_stop_signal", "at the stop signal"),
+        ("open_at_kill", "at SIGKILL"),
+    ] {
+        if let Some(open) = traffic[key].as_u64() {
+            let _ = write!(line, ", {when} {open}");
+        }
+    }
+    line
+}
+
 /// The status for a person, one fact a line, sections indented.
 fn readable(status: &Value, now: SystemTime) -> String {
     let mut out = String::new();
@@ -141,6 +173,7 @@ fn readable(status: &Value, now: SystemTime) -> String {
             text(&drain["kill_at"]),
             seconds("kill_at_in_seconds")
         );
+        let _ = writeln!(out, "         {}", connections(&drain["traffic"]));
     } else {
         let _ = writeln!(out, "drain:   none");
     }
@@ -199,7 +232,12 @@ mod tests {
             "drain": {"trigger": "request", "started_at": "2025-01-01T00:01:00.000Z",
                       "stage": "pre_stop", "stop_by": "2025-01-01T00:01:20.000Z",
                       "kill_at": "2025-01-01T00:01:30.000Z", "stop_by_in_seconds": 19.04,
-                      "kill_at_in_seconds": 29.04},
+                      "kill_at_in_seconds": 29.04,
+                      "traffic": {"unavailable": false, "open_at_trigger": 3, "open": 2,
+                                  "arrivals": 41, "last_arrival_at": "2025-01-01T00:01:00.800Z",
+                                  "last_arrival_after_trigger_seconds": 0.8,
+                                  "arrivals_after_stop_signal": 0,
+                                  "open_at_stop_signal": null, "open_at_kill": null}},
             "stopping_for": "drain",
             "events": [{"at": "2025-01-01T00:00:00.000Z", "reason": "Started",
                         "message": "app \"app\" is pid 7"}],
@@ -216,6 +254,7 @@ mod tests {
              probes:\n  readiness  healthy   successes 4, failures 1 (0 in a row), last error: connection refused\n\
              drain:   triggered by request at 2025-01-01T00:01:00.000Z, stage pre_stop\n\
              \x20        stop_by 2025-01-01T00:01:20.000Z (in 19.0s), kill_at 2025-01-01T00:01:30.000Z (in 29.0s)\n\
+             \x20        connections: 3 open at the trigger, 41 arrived after it (the last 0.800s after the trigger), 0 after the stop signal; open now 2\n\
              events (the last 1):\n  2025-01-01T00:00:00.000Z  Started             app \"app\" is pid 7\n"
         );
     }

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use crate::config::HookPhase;
 use crate::probes::ProbeKind;
-use crate::supervisor::{Phase, Snapshot};
+use crate::supervisor::{Phase, Snapshot, TrafficReport};
 
 const PHASES: [Phase; 6] = [
     Phase::Starting,
@@ -202,6 +202,7 @@ fn encode(snapshot: &Snapshot, process: Option<ProcessStats>, now: Instant) -> S
                 );
             }
         }
+        drain_traffic(&mut out, &drain.traffic, drain.started_at);
     }
 
     if let Some(process) = process {
@@ -227,6 +228,56 @@ fn encode(snapshot: &Snapshot, process: Option<ProcessStats>, now: Instant) -> S
         );
     }
     out.text
+}
+
+/// The drain's report of the app's connections, once it has a first sample.
+fn drain_traffic(out: &mut Exposition, report: &TrafficReport, trigger: Instant) {
+    let Some(open_at_trigger) = report.open_at_trigger else {
+        return;
+    };
+    out.family(
+        "graceinit_drain_connections",
+        "gauge",
+        "Connections open to the app's watched listeners: at the trigger, the stop signal, SIGKILL, and now.",
+    );
+    let points = [
+        ("trigger", Some(open_at_trigger)),
+        ("stop_signal", report.open_at_stop_signal),
+        ("sigkill", report.open_at_kill),
+        ("now", Some(report.open)),
+    ];
+    for (at, open) in points {
+        if let Some(open) = open {
+            out.sample("graceinit_drain_connections", &[("at", at)], open as f64);
+        }
+    }
+    out.family(
+        "graceinit_drain_arrivals",
+        "gauge",
+        "New connections and requests on open ones that reached the app after the trigger (readiness false), and after the stop signal.",
+    );
+    out.sample(
+        "graceinit_drain_arrivals",
+        &[("after", "trigger")],
+        report.arrivals as f64,
+    );
+    out.sample(
+        "graceinit_drain_arrivals",
+        &[("after", "stop_signal")],
+        report.arrivals_after_stop_signal as f64,
+    );
+    if let Some(last) = report.last_arrival_at {
+        out.family(
+            "graceinit_drain_last_arrival_seconds",
+            "gauge",
+            "Seconds from the drain's trigger to the last arrival.",
+        );
+        out.sample(
+            "graceinit_drain_last_arrival_seconds",
+            &[],
+            (last - trigger).as_secs_f64(),
+        );
+    }
 }
 
 fn hooks_of(

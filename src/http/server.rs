@@ -53,7 +53,12 @@ pub async fn serve(listener: TcpListener, handle: Handle, endpoints: Endpoints) 
     let endpoints = Arc::new(endpoints);
     loop {
         let stream = match listener.accept().await {
-            Ok((stream, _peer)) => stream,
+            Ok((stream, _peer)) => {
+                // Not the app's traffic: the drain's sampler takes it out of the
+                // namespace's count of opens.
+                crate::traffic::accepted_one();
+                stream
+            }
             Err(e) => {
                 // Out of file descriptors, most likely: the connections that hold them
                 // must finish first, so pause rather than spin on the error.

@@ -25,6 +25,7 @@ use crate::probes::{self, ProbeKind};
 use crate::reaper::Reaper;
 use crate::signals::signal_name;
 use crate::sys;
+use crate::traffic;
 
 pub(super) struct Executor {
     settings: Arc<Settings>,
@@ -38,6 +39,8 @@ pub(super) struct Executor {
     hook_runs: [Option<AbortHandle>; 4],
     /// The running task of each probe.
     probe_runs: HashMap<ProbeKind, AbortHandle>,
+    /// The drain's traffic sampler.
+    traffic_watch: Option<AbortHandle>,
 }
 
 impl Executor {
@@ -59,6 +62,7 @@ impl Executor {
             inbox,
             hook_runs: Default::default(),
             probe_runs: HashMap::new(),
+            traffic_watch: None,
         }
     }
 
@@ -89,6 +93,12 @@ impl Executor {
             Action::StartProbe { kind, run, first } => self.start_probe(kind, run, first),
             Action::StopProbe(kind) => {
                 if let Some(task) = self.probe_runs.remove(&kind) {
+                    task.abort();
+                }
+            }
+            Action::WatchTraffic => self.watch_traffic(),
+            Action::StopWatchingTraffic => {
+                if let Some(task) = self.traffic_watch.take() {
                     task.abort();
                 }
             }
@@ -182,6 +192,47 @@ impl Executor {
             },
         );
         if let Some(earlier) = self.probe_runs.insert(kind, task.abort_handle()) {
+            earlier.abort();
+        }
+    }
+
+    /// Samples the traffic of what the first `wait_quiet` pre_stop hook watches (or of
+    /// every listener but graceinit's own) until stopped; each change, and the first
+    /// sample, comes back as an input. A failed sample ends it.
+    fn watch_traffic(&mut self) {
+        let (ports, ignore) = self
+            .settings
+            .hooks
+            .pre_stop
+            .iter()
+            .find_map(|hook| match &hook.action {
+                crate::config::Action::WaitQuiet(wait) => {
+                    Some((wait.ports.clone(), wait.ignore.clone()))
+                }
+                _ => None,
+            })
+            .unwrap_or_default();
+        let inbox = self.inbox.clone();
+        let task = tokio::spawn(async move {
+            let mut sampler = traffic::Sampler::new(&ports, &ignore);
+            let mut last = None;
+            loop {
+                let next = Instant::now() + traffic::PERIOD;
+                match sampler.next().await {
+                    Ok(seen) if last == Some(seen.open) && seen.arrivals == 0 => {}
+                    Ok(seen) => {
+                        last = Some(seen.open);
+                        let _ = inbox.send(Input::Traffic(Ok(seen)));
+                    }
+                    Err(reason) => {
+                        let _ = inbox.send(Input::Traffic(Err(reason)));
+                        return;
+                    }
+                }
+                tokio::time::sleep_until(next).await;
+            }
+        });
+        if let Some(earlier) = self.traffic_watch.replace(task.abort_handle()) {
             earlier.abort();
         }
     }

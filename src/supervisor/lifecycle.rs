@@ -36,6 +36,7 @@ use tokio::time::Instant;
 use tracing::Level;
 
 use super::deadlines::{Backoff, Deadlines, Escalation, escalation};
+use super::report::TrafficReport;
 use super::snapshot::{self, Snapshot};
 use crate::config::{
     Action as HookAction, Hook, HookPhase, OnFailure, Probe, RestartPolicy, Settings,
@@ -46,6 +47,7 @@ use crate::hooks::{Outcome, Report};
 use crate::probes::ProbeKind;
 use crate::reaper::{Children, ExitStatus};
 use crate::signals::{SignalTarget, signal_name};
+use crate::traffic::Observed;
 
 /// After the first SIGKILL to leftovers, how long graceinit waits for them (only a
 /// process stuck in uninterruptible sleep survives SIGKILL that long).
@@ -105,6 +107,9 @@ pub enum Input {
     DrainRequested(u64),
     /// A time given by `wake_at` has come.
     Timer,
+    /// What a sample of the app's TCP traffic showed during the drain (sent on a change
+    /// only), or why none can be taken.
+    Traffic(Result<Observed, String>),
 }
 
 /// What the executor does for the lifecycle.
@@ -132,6 +137,10 @@ pub enum Action {
     },
     /// Stop a phase's hooks now (their process groups are killed).
     AbortHooks(HookPhase),
+    /// Sample the app's TCP traffic every `traffic::PERIOD` for the drain's report,
+    /// answered with `Input::Traffic`, until `StopWatchingTraffic`.
+    WatchTraffic,
+    StopWatchingTraffic,
     /// Run a probe every period, the first time after `first`, until stopped; its results
     /// carry `run`.
     StartProbe {
@@ -248,6 +257,7 @@ pub(super) struct DrainInfo {
     pub finished_at: Option<Instant>,
     /// How the pre_stop hooks went (kept once the Stop is over, for late requesters).
     outcome: Option<Result<String, String>>,
+    pub traffic: TrafficReport,
 }
 
 /// How the app's last run ended, and what that means.
@@ -504,6 +514,7 @@ impl Lifecycle {
             Input::OutputFlushed => self.on_output_flushed(),
             Input::DrainRequested(waiter) => self.on_drain_requested(waiter, now),
             Input::Timer => self.on_timer(now),
+            Input::Traffic(seen) => self.on_traffic(seen, now),
         }
         if self.marker() != before {
             self.revision += 1;
@@ -577,9 +588,15 @@ impl Lifecycle {
             self.stop
                 .as_ref()
                 .map(|s| (s.stage, s.outcome.is_some(), s.signalled)),
-            self.drain
-                .as_ref()
-                .map(|d| (d.deadlines, d.stop_signal_at, d.killed_at, d.finished_at)),
+            self.drain.as_ref().map(|d| {
+                (
+                    d.deadlines,
+                    d.stop_signal_at,
+                    d.killed_at,
+                    d.finished_at,
+                    d.traffic,
+                )
+            }),
         )
     }
 
@@ -707,9 +724,13 @@ impl Lifecycle {
             killed_at: None,
             finished_at: None,
             outcome: None,
+            traffic: TrafficReport::default(),
         });
         self.ready = false;
         self.stop_probes();
+        if self.app.pid.is_some() || self.stage == Stage::Starting {
+            self.out.push(Action::WatchTraffic);
+        }
         match &mut self.stage {
             Stage::Starting | Stage::Up | Stage::Stopping { .. } => match &mut self.stop {
                 None => {
@@ -882,7 +903,10 @@ impl Lifecycle {
             killed: false,
         };
         if let Some(drain) = &mut self.drain {
-            drain.stop_signal_at.get_or_insert(now);
+            if drain.stop_signal_at.is_none() {
+                drain.stop_signal_at = Some(now);
+                drain.traffic.stop_signal_sent();
+            }
         }
         let stop_signal = self.settings.stop_signal;
         self.log(
@@ -911,7 +935,10 @@ impl Lifecycle {
             killed: true,
         };
         if let Some(drain) = &mut self.drain {
-            drain.killed_at.get_or_insert(now);
+            if drain.killed_at.is_none() {
+                drain.killed_at = Some(now);
+                drain.traffic.killed();
+            }
         }
         self.record(
             Reason::Killing,
@@ -919,6 +946,28 @@ impl Lifecycle {
             now,
         );
         self.out.push(Action::KillApp(pid));
+    }
+
+    /// A sample for the drain's report; none come once the app has exited.
+    fn on_traffic(&mut self, seen: Result<Observed, String>, now: Instant) {
+        let Some(drain) = self.drain.as_mut().filter(|d| d.finished_at.is_none()) else {
+            return;
+        };
+        match seen {
+            Ok(seen) => {
+                let stop_signal_sent = drain.stop_signal_at.is_some();
+                let killed = drain.killed_at.is_some();
+                drain.traffic.observed(seen, now, stop_signal_sent, killed);
+            }
+            Err(reason) if !drain.traffic.unavailable => {
+                drain.traffic.unavailable = true;
+                self.log(
+                    Level::INFO,
+                    format!("the drain's report cannot see the app's connections: {reason}"),
+                );
+            }
+            Err(_) => {}
+        }
     }
 
     fn on_drain_requested(&mut self, waiter: u64, now: Instant) {
@@ -1031,10 +1080,15 @@ impl Lifecycle {
         match &mut self.drain {
             Some(drain) => {
                 drain.finished_at = Some(now);
-                let took = now - drain.deadlines.started_at;
+                let trigger = drain.deadlines.started_at;
+                let traffic = drain.traffic.summary(trigger);
+                self.out.push(Action::StopWatchingTraffic);
                 self.record(
                     Reason::DrainFinished,
-                    format!("the app exited ({status}) {took:.3?} after the trigger"),
+                    format!(
+                        "the app exited ({status}) {:.3?} after the trigger; {traffic}",
+                        now - trigger
+                    ),
                     now,
                 );
             }

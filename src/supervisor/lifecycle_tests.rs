@@ -5,7 +5,9 @@ use std::time::Duration;
 use super::*;
 use crate::config::{self, Action as HookAction, Hook, Overrides, Probe};
 use crate::hooks::Outcome;
+use crate::supervisor::report::TrafficReport;
 use crate::supervisor::snapshot::Phase;
+use crate::traffic::Observed;
 
 const TERM: c_int = libc::SIGTERM;
 const INT: c_int = libc::SIGINT;
@@ -133,10 +135,20 @@ impl Run {
 }
 
 /// The actions that touch the world (no logs, no events).
+/// What the actions do to processes and hooks: not what they say, nor the drain's traffic
+/// sampler (tested on its own, `the_drain_reports_the_traffic_...`).
 fn effects(actions: &[Action]) -> Vec<Action> {
     actions
         .iter()
-        .filter(|a| !matches!(a, Action::Log(..) | Action::Announce(_)))
+        .filter(|a| {
+            !matches!(
+                a,
+                Action::Log(..)
+                    | Action::Announce(_)
+                    | Action::WatchTraffic
+                    | Action::StopWatchingTraffic
+            )
+        })
         .cloned()
         .collect()
 }
@@ -314,6 +326,88 @@ fn signal_target_child_sends_to_the_app_alone() {
 }
 
 // --- the drain by a signal ---
+
+#[test]
+fn the_drain_reports_the_traffic_from_the_trigger_to_the_apps_exit() {
+    let mut run = Run::running(settings(&[HookPhase::PreStop]));
+    run.at(5.0);
+    let actions = run.signal(TERM);
+    assert!(actions.contains(&Action::WatchTraffic), "{actions:?}");
+    let seen = |arrivals, open| Input::Traffic(Ok(Observed { arrivals, open }));
+    run.at(5.1);
+    run.on(seen(0, 3));
+    run.at(6.0);
+    run.on(seen(2, 4));
+    let pre_stop = hook_run(&actions, HookPhase::PreStop).unwrap();
+    run.at(7.0);
+    run.on(Input::PhaseDone {
+        phase: HookPhase::PreStop,
+        run: pre_stop,
+        ok: true,
+    });
+    run.at(7.5);
+    run.on(seen(1, 1));
+    let traffic = run.lifecycle.snapshot().drain.unwrap().traffic;
+    assert_eq!(
+        traffic,
+        TrafficReport {
+            open_at_trigger: Some(3),
+            open: 1,
+            arrivals: 3,
+            last_arrival_at: Some(run.t0 + secs(7.5)),
+            arrivals_after_stop_signal: 1,
+            open_at_stop_signal: Some(4),
+            open_at_kill: None,
+            unavailable: false,
+        }
+    );
+    run.at(8.0);
+    let actions = run.exits(ExitStatus::Exited(0));
+    assert!(
+        actions.contains(&Action::StopWatchingTraffic),
+        "{actions:?}"
+    );
+    assert_eq!(
+        messages(&actions),
+        [
+            "DrainFinished: the app exited (exit code 0) 3.000s after the trigger; connections: 3 open at the \
+         trigger, 3 arrived after it (the last 2.500s after the trigger), 1 after the stop \
+         signal, 4 open at the stop signal"
+        ]
+    );
+    // A late sample changes nothing.
+    run.on(seen(5, 5));
+    assert_eq!(run.lifecycle.snapshot().drain.unwrap().traffic, traffic);
+}
+
+#[test]
+fn a_drain_whose_traffic_cannot_be_sampled_says_so_once() {
+    let mut run = Run::running(settings(&[]));
+    run.signal(TERM);
+    let before = run.lifecycle.revision();
+    let actions = run.on(Input::Traffic(Err("Operation not permitted".into())));
+    assert_eq!(
+        messages(&actions),
+        ["the drain's report cannot see the app's connections: Operation not permitted"]
+    );
+    assert!(run.lifecycle.revision() > before);
+    assert!(run.on(Input::Traffic(Err("again".into()))).is_empty());
+    let actions = run.exits(ExitStatus::Exited(0));
+    assert!(
+        messages(&actions)[0]
+            .ends_with("; connections: not seen (the TCP sockets could not be sampled)"),
+        "{actions:?}"
+    );
+}
+
+#[test]
+fn no_traffic_is_watched_without_an_app_or_outside_a_drain() {
+    let mut run = Run::running(settings(&[]));
+    let actions = run.exits(ExitStatus::Exited(0));
+    assert!(!actions.contains(&Action::StopWatchingTraffic));
+    let actions = run.nothing_left();
+    assert!(!actions.contains(&Action::WatchTraffic));
+}
 
 #[test]
 fn a_drain_without_hooks_stops_at_once_and_kills_at_the_grace_periods_end() {

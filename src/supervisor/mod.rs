@@ -14,9 +14,11 @@
 mod deadlines;
 mod executor;
 mod lifecycle;
+mod report;
 mod snapshot;
 
 pub use lifecycle::{Health, HookRecord, StopCause, Trigger};
+pub use report::TrafficReport;
 pub use snapshot::{Check, Phase, Snapshot, time_left, wall_clock};
 
 use std::collections::{HashMap, VecDeque};

@@ -9,6 +9,7 @@ use tokio::time::Instant;
 use super::lifecycle::{
     Health, HookRecord, Lifecycle, ProbeRecord, Stage, StopCause, StopStage, Trigger,
 };
+use super::report::TrafficReport;
 use crate::events::Event;
 use crate::probes::ProbeKind;
 use crate::reaper::ExitStatus;
@@ -63,6 +64,7 @@ pub struct DrainStatus {
     pub killed_at: Option<Instant>,
     /// When the app exited.
     pub finished_at: Option<Instant>,
+    pub traffic: TrafficReport,
 }
 
 /// One health check as `/livez`, `/readyz` and `/startupz` list it with `?verbose`.
@@ -247,6 +249,7 @@ pub(super) fn of(lifecycle: &Lifecycle) -> Snapshot {
         stop_signal_at: drain.stop_signal_at,
         killed_at: drain.killed_at,
         finished_at: drain.finished_at,
+        traffic: drain.traffic,
     });
     Snapshot {
         phase,

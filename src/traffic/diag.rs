@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use netlink_packet_core::{
     NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
@@ -37,17 +38,50 @@ pub struct TcpSocket {
 pub struct Sample {
     pub sockets: Vec<TcpSocket>,
     pub own_inodes: HashSet<u32>,
+    /// The namespace's count of passive TCP opens, read before the sockets were listed;
+    /// None if /proc/net/snmp cannot be read.
+    pub passive_opens: Option<u64>,
+    /// The TCP connections graceinit itself had accepted, read after the listing.
+    pub own_accepts: u64,
 }
 
 /// Lists the TCP sockets (IPv4 and IPv6): listening, open, closing and in TIME_WAIT; and
 /// graceinit's own socket inodes.
 pub fn sample() -> io::Result<Sample> {
+    // In this order: an open counted here is listed below unless it is gone already;
+    // graceinit's accepts, counted last, include every own connection counted here.
+    let passive_opens = passive_opens();
     let mut sockets = dump(AF_INET)?;
     sockets.extend(dump(AF_INET6)?);
+    let own_inodes = own_socket_inodes()?;
     Ok(Sample {
         sockets,
-        own_inodes: own_socket_inodes()?,
+        own_inodes,
+        passive_opens,
+        own_accepts: OWN_ACCEPTS.load(Ordering::SeqCst),
     })
+}
+
+/// TCP connections graceinit's own listeners have accepted (its health endpoints).
+static OWN_ACCEPTS: AtomicU64 = AtomicU64::new(0);
+
+/// Called by graceinit's own TCP servers for each connection they accept.
+pub fn accepted_one() {
+    OWN_ACCEPTS.fetch_add(1, Ordering::SeqCst);
+}
+
+/// `PassiveOpens` of the `Tcp:` lines of /proc/net/snmp: the network namespace's
+/// connections opened by a listener since it was made (RFC 1213's tcpPassiveOpens).
+fn passive_opens() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/net/snmp").ok()?;
+    passive_opens_in(&text)
+}
+
+fn passive_opens_in(snmp: &str) -> Option<u64> {
+    let mut tcp = snmp.lines().filter(|line| line.starts_with("Tcp:"));
+    let (names, values) = (tcp.next()?, tcp.next()?);
+    let at = names.split_whitespace().position(|n| n == "PassiveOpens")?;
+    values.split_whitespace().nth(at)?.parse().ok()
 }
 
 fn dump(family: u8) -> io::Result<Vec<TcpSocket>> {
@@ -149,6 +183,17 @@ fn own_socket_inodes() -> io::Result<HashSet<u32>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passive_opens_are_read_from_the_tcp_lines() {
+        let snmp = "Ip: Forwarding DefaultTTL\nIp: 1 64\n\
+            Tcp: RtoAlgorithm RtoMin RtoMax MaxConn ActiveOpens PassiveOpens AttemptFails\n\
+            Tcp: 1 200 120000 -1 812 4711 3\n\
+            Udp: InDatagrams\nUdp: 9\n";
+        assert_eq!(passive_opens_in(snmp), Some(4711));
+        assert_eq!(passive_opens_in("Tcp: A B\nTcp: 1 2\n"), None);
+        assert!(passive_opens().is_some(), "this machine's /proc/net/snmp");
+    }
     use std::io::{Read, Write};
     use std::net::{TcpListener, TcpStream};
 

@@ -14,6 +14,7 @@ use crate::config::Cidr;
 use diag::Sample;
 #[cfg(test)]
 use diag::TcpSocket;
+pub use diag::accepted_one;
 
 /// How often the sockets are sampled while someone watches.
 pub const PERIOD: Duration = Duration::from_millis(100);
@@ -31,6 +32,16 @@ pub struct Observed {
 /// the start is not an arrival); after it, a 4-tuple not seen in the sample before (open,
 /// or already closing or in TIME_WAIT: it came and went between samples), or one whose
 /// bytes_received grew, is one.
+///
+/// A connection can also come and go between two samples without a trace on the app's
+/// side: when the client closes first, the app's socket is gone at once (the TIME_WAIT
+/// stays with the client). The namespace's count of passive opens (`PassiveOpens` of
+/// /proc/net/snmp) catches those: the opens it counts, less graceinit's own accepts and
+/// the passive connections seen in the samples (on any listener, from any peer), came
+/// unseen, and each is an arrival (on which port, from which peer, nobody can tell: for
+/// quiet, counting them errs on the side of waiting). The count is kept as running
+/// totals, so that an open counted before its socket is seen (or after) is not counted
+/// twice.
 pub struct Tracker {
     ports: Vec<u16>,
     ignore: Vec<Cidr>,
@@ -39,6 +50,14 @@ pub struct Tracker {
     /// graceinit's own connections (app side) seen so far: still its own once its socket
     /// is closed and the app's side is closing or in TIME_WAIT.
     own: HashSet<(SocketAddr, SocketAddr)>,
+    /// Every passive connection (to any listener but graceinit's own) in the last sample.
+    passive: HashSet<(SocketAddr, SocketAddr)>,
+    /// Since the baseline: passive opens counted by the kernel less graceinit's accepts,
+    /// less those seen; and the most of it counted as arrivals so far.
+    unseen: i64,
+    unseen_counted: i64,
+    /// The kernel's count and graceinit's accepts at the last sample.
+    counters: Option<(u64, u64)>,
     baseline: bool,
 }
 
@@ -51,23 +70,37 @@ impl Tracker {
             ignore: ignore.to_vec(),
             seen: HashMap::new(),
             own: HashSet::new(),
+            passive: HashSet::new(),
+            unseen: 0,
+            unseen_counted: 0,
+            counters: None,
             baseline: true,
         }
     }
 
     pub fn observe(&mut self, sample: &Sample) -> Observed {
         let own = |inode: u32| inode != 0 && sample.own_inodes.contains(&inode);
-        // Given ports, or every listener's but graceinit's own (its health endpoint).
+        // Every listener's but graceinit's own (its health endpoint).
+        let listeners: HashSet<u16> = sample
+            .sockets
+            .iter()
+            .filter(|s| s.listening && !own(s.inode))
+            .map(|s| s.local.port())
+            .collect();
+        // Given ports, or all of them.
         let ports: HashSet<u16> = if self.ports.is_empty() {
-            sample
-                .sockets
-                .iter()
-                .filter(|s| s.listening && !own(s.inode))
-                .map(|s| s.local.port())
-                .collect()
+            listeners.clone()
         } else {
             self.ports.iter().copied().collect()
         };
+        let passive: HashSet<_> = sample
+            .sockets
+            .iter()
+            .filter(|s| !s.listening && listeners.contains(&s.local.port()))
+            .map(|s| (s.local, s.peer))
+            .collect();
+        let unseen = self.unseen_arrivals(sample, passive.difference(&self.passive).count());
+        self.passive = passive;
         // graceinit's own connections (probes, hooks) as the app's side sees them.
         self.own
             .retain(|key| sample.sockets.iter().any(|s| (s.local, s.peer) == *key));
@@ -114,7 +147,26 @@ impl Tracker {
         }
         self.seen = now_open;
         self.baseline = false;
+        observed.arrivals += unseen;
         observed
+    }
+
+    /// The passive opens of this sample's interval that no sample saw (`seen_new` were
+    /// seen), counted once.
+    fn unseen_arrivals(&mut self, sample: &Sample, seen_new: usize) -> usize {
+        let Some(opens) = sample.passive_opens else {
+            return 0;
+        };
+        let counters = (opens, sample.own_accepts);
+        let Some((opens_before, own_before)) = self.counters.replace(counters) else {
+            return 0; // the baseline
+        };
+        let opened = opens.wrapping_sub(opens_before) as i64;
+        let own = sample.own_accepts.wrapping_sub(own_before) as i64;
+        self.unseen += opened - own - seen_new as i64;
+        let new = (self.unseen - self.unseen_counted).max(0);
+        self.unseen_counted += new;
+        new as usize
     }
 }
 

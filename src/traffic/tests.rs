@@ -39,6 +39,8 @@ fn sample(sockets: Vec<TcpSocket>, own: &[u32]) -> Sample {
     Sample {
         sockets,
         own_inodes: own.iter().copied().collect::<HashSet<u32>>(),
+        passive_opens: None,
+        own_accepts: 0,
     }
 }
 
@@ -246,4 +248,70 @@ fn a_connection_that_came_and_went_between_samples_arrived_but_is_not_open() {
             open: 0
         }
     );
+}
+
+fn counted(mut sample: Sample, passive_opens: u64, own_accepts: u64) -> Sample {
+    sample.passive_opens = Some(passive_opens);
+    sample.own_accepts = own_accepts;
+    sample
+}
+
+#[test]
+fn connections_that_came_and_went_unseen_arrive_by_the_namespaces_count_of_opens() {
+    let mut tracker = tracker(&[8080], &[]);
+    let app = || listener("0.0.0.0:8080", 1);
+    let health = || listener("127.0.0.1:9000", 2);
+    let baseline = counted(sample(vec![app(), health()], &[2]), 100, 7);
+    assert_eq!(tracker.observe(&baseline).arrivals, 0);
+    // Two opens nobody saw (clients that closed first), and one of graceinit's own.
+    let quiet_sockets = sample(vec![app(), health()], &[2]);
+    assert_eq!(
+        tracker
+            .observe(&counted(quiet_sockets.clone(), 103, 8))
+            .arrivals,
+        2
+    );
+    // One seen, on the app's port: one arrival, not two.
+    let with_one = sample(vec![app(), health(), conn(APP, "10.1.0.1:1", 3, 0)], &[2]);
+    assert_eq!(
+        tracker.observe(&counted(with_one.clone(), 104, 8)).arrivals,
+        1
+    );
+    // Seen before the count moved (listed after the read): counted once, when seen.
+    let with_two = sample(
+        vec![
+            app(),
+            health(),
+            conn(APP, "10.1.0.1:1", 3, 0),
+            conn(APP, "10.1.0.1:2", 4, 0),
+        ],
+        &[2],
+    );
+    assert_eq!(
+        tracker.observe(&counted(with_two.clone(), 104, 8)).arrivals,
+        1
+    );
+    assert_eq!(
+        tracker.observe(&counted(with_two.clone(), 105, 8)).arrivals,
+        0
+    );
+    // Nothing new: nothing arrives.
+    assert_eq!(tracker.observe(&counted(with_two, 105, 8)).arrivals, 0);
+}
+
+#[test]
+fn seen_connections_to_other_ports_or_from_ignored_peers_explain_the_opens() {
+    let mut tracker = tracker(&[8080], &["10.9.0.0/16"]);
+    let listeners = || vec![listener("0.0.0.0:8080", 1), listener("0.0.0.0:9090", 2)];
+    assert_eq!(
+        tracker
+            .observe(&counted(sample(listeners(), &[]), 10, 0))
+            .arrivals,
+        0
+    );
+    let mut sockets = listeners();
+    sockets.push(conn("10.0.0.5:9090", "10.1.0.1:1", 3, 0));
+    sockets.push(conn(APP, "10.9.0.1:1", 4, 0));
+    let seen = counted(sample(sockets, &[]), 12, 0);
+    assert_eq!(tracker.observe(&seen).arrivals, 0);
 }

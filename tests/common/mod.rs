@@ -15,6 +15,7 @@
 #![allow(dead_code)]
 
 pub mod endpoints;
+pub mod netns;
 pub mod podman;
 
 use std::collections::HashMap;
