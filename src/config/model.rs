@@ -172,6 +172,16 @@ impl Cidr {
         if prefix > longest {
             return Err(bad());
         }
+        // `::ffff:10.0.0.0/104`, as `ss` shows the IPv4 peers of a dual-stack listener:
+        // the IPv4 block, which is what `contains` compares those peers with.
+        if let IpAddr::V6(v6) = network {
+            if let (Some(v4), true) = (v6.to_ipv4_mapped(), prefix >= 96) {
+                return Ok(Cidr {
+                    network: IpAddr::V4(v4),
+                    prefix: prefix - 96,
+                });
+            }
+        }
         Ok(Cidr { network, prefix })
     }
 

@@ -523,6 +523,20 @@ impl<E: Fn(&str) -> Result<String, VarError>> Resolver<'_, E> {
                     }
                     default_timeout = wait_quiet_of(wait.get_ref())
                         .map_or(WaitQuiet::DEFAULT_MAX, |w| w.max);
+                    // The wait ends at its timeout: a longer `min` could never hold.
+                    let min = wait.get_ref().min.as_ref();
+                    if let (Some(min), Some(timeout)) = (min, &t.timeout) {
+                        if min.get_ref().0 > timeout.get_ref().0 {
+                            return Err(self.error(
+                                min.span(),
+                                format!(
+                                    "`min` ({}) is longer than the hook's `timeout` ({})",
+                                    humantime::format_duration(min.get_ref().0),
+                                    humantime::format_duration(timeout.get_ref().0)
+                                ),
+                            ));
+                        }
+                    }
                 }
                 Ok(Hook {
                     phase,

@@ -625,4 +625,11 @@ fn cidr_contains_its_addresses_and_mapped_ipv4() {
     let v6 = model::Cidr::parse("fd00::/8").unwrap();
     assert!(v6.contains("fd12::1".parse().unwrap()));
     assert!(!v6.contains("fe80::1".parse().unwrap()));
+    // Written as `ss` shows a dual-stack listener's IPv4 peers: the IPv4 block.
+    let mapped = model::Cidr::parse("::ffff:127.0.0.0/104").unwrap();
+    assert_eq!(mapped, model::Cidr::parse("127.0.0.0/8").unwrap());
+    assert!(mapped.contains("::ffff:127.0.0.1".parse().unwrap()));
+    assert!(mapped.contains("127.9.9.9".parse().unwrap()));
+    let one = model::Cidr::parse("::ffff:10.0.0.7").unwrap();
+    assert_eq!(one, model::Cidr::parse("10.0.0.7/32").unwrap());
 }

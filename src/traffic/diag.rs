@@ -12,7 +12,7 @@ use netlink_packet_core::{
 };
 use netlink_packet_sock_diag::SockDiagMessage;
 use netlink_packet_sock_diag::constants::{
-    AF_INET, AF_INET6, IPPROTO_TCP, TCP_ESTABLISHED, TCP_LISTEN, TCP_SYN_RECV,
+    AF_INET, AF_INET6, IPPROTO_TCP, TCP_CLOSE_WAIT, TCP_ESTABLISHED, TCP_LISTEN, TCP_SYN_RECV,
 };
 use netlink_packet_sock_diag::inet::nlas::Nla;
 use netlink_packet_sock_diag::inet::{ExtensionFlags, InetRequest, SocketId, StateFlags};
@@ -25,8 +25,10 @@ pub struct TcpSocket {
     pub local: SocketAddr,
     pub peer: SocketAddr,
     pub listening: bool,
-    /// Established or half-open (SYN_RECV); else closing or closed (TIME_WAIT): a
-    /// connection that came and went between two samples shows as one of those.
+    /// Established, half-open (SYN_RECV), or closed by the peer only (CLOSE_WAIT: the
+    /// app may still be answering a request whose client has shut down its side); else
+    /// closing or closed (TIME_WAIT): a connection that came and went between two
+    /// samples shows as one of those.
     pub open: bool,
     pub inode: u32,
     /// tcp_info's `tcpi_bytes_received` (kernel 4.1 on); `None` if the kernel gave none.
@@ -132,7 +134,10 @@ fn dump(family: u8) -> io::Result<Vec<TcpSocket>> {
                         local: SocketAddr::new(id.source_address, id.source_port),
                         peer: SocketAddr::new(id.destination_address, id.destination_port),
                         listening: response.header.state == TCP_LISTEN,
-                        open: matches!(response.header.state, TCP_ESTABLISHED | TCP_SYN_RECV),
+                        open: matches!(
+                            response.header.state,
+                            TCP_ESTABLISHED | TCP_SYN_RECV | TCP_CLOSE_WAIT
+                        ),
                         inode: response.header.inode,
                         bytes_received,
                     });

@@ -24,7 +24,8 @@ pub const PERIOD: Duration = Duration::from_millis(100);
 pub struct Observed {
     /// New connections, and open ones that received bytes, since the last sample.
     pub arrivals: usize,
-    /// Connections open to the watched listeners now (closing ones are not).
+    /// Connections open to the watched listeners now (established, half-open, or closed
+    /// by the peer only; not the ones the app has closed).
     pub open: usize,
 }
 
@@ -87,11 +88,22 @@ impl Tracker {
             .filter(|s| s.listening && !own(s.inode))
             .map(|s| s.local.port())
             .collect();
-        // Given ports, or all of them.
+        // Given ports, or all of them; never graceinit's own (the kubelet's probes of
+        // its endpoint are not the app's traffic, even if `ports` names its port).
         let ports: HashSet<u16> = if self.ports.is_empty() {
             listeners.clone()
         } else {
-            self.ports.iter().copied().collect()
+            let own_listeners: HashSet<u16> = sample
+                .sockets
+                .iter()
+                .filter(|s| s.listening && own(s.inode))
+                .map(|s| s.local.port())
+                .collect();
+            self.ports
+                .iter()
+                .copied()
+                .filter(|port| !own_listeners.contains(port))
+                .collect()
         };
         let passive: HashSet<_> = sample
             .sockets
