@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """One run of the zero-drop benchmark (bench/zero-drop.sh runs it many times).
 
-    zd_run.py --init tini|dumb-init|graceinit --app naive|graceful [--k8s]
-              --work DIR [--graceinit PATH] [--tini PATH] [--dumb-init PATH]
+    zd_run.py --init tini|dumb-init|graceinit --app naive|graceful [--k8s [--unchecked]]
+              [--pre-stop sleep|quiet] --work DIR [--graceinit PATH] [--tini PATH]
+              [--dumb-init PATH]
 
 Two replicas of bench/zd_app.py, each in a PID namespace of its own
 (`unshare --pid --fork --mount-proc`) whose PID 1 is the init under test, behind HAProxy
@@ -12,6 +13,11 @@ and records every request. At --trigger-at seconds replica A's PID 1 gets SIGTER
 the kubelet sends it, and SIGKILL --grace seconds later if it still runs. With --k8s,
 replica A is also taken out of HAProxy through its runtime API (`set server be/a state
 maint`) --endpoint-delay seconds after the trigger, as the endpoints controller does.
+With --unchecked as well, HAProxy does not health-check replica A at all (kube-proxy does
+not probe): only that removal stops its traffic. graceinit's pre_stop hook is
+`sleep = "--pre-stop-sleep s"` (--pre-stop sleep, the default) or
+`wait_quiet = { ports = [A's app port], quiet = "--quiet s", max = "--quiet-max s" }`
+(--pre-stop quiet); the latter's `wait_quiet over:` log line is in the summary.
 
 Prints one JSON object on stdout: requests sent, failed and how, the time from the
 trigger to the app's exit, the init's exit status. Progress and errors go to stderr.
@@ -21,6 +27,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -95,22 +102,31 @@ class Replica:
             init = [args.dumb_init]
         else:
             config = os.path.join(args.work, f"graceinit-{name}.toml")
+            if args.pre_stop == "quiet":
+                hook = (f'wait_quiet = {{ ports = [{self.app_port}], quiet = "{args.quiet:g}s", '
+                        f'max = "{args.quiet_max:g}s" }}')
+            else:
+                hook = f'sleep = "{args.pre_stop_sleep:g}s"'
+            # At info (for the random-delay variants) graceinit logs its hooks and the
+            # `wait_quiet over:` line, kept in the run's summary.
+            log_level = '\n[log]\nlevel = "info"\n' if args.unchecked else ""
             with open(config, "w") as f:
                 f.write(f"""[app]
-grace_period = "{args.grace}s"
-stop_timeout = "{args.stop_timeout}s"
+grace_period = "{args.grace:g}s"
+stop_timeout = "{args.stop_timeout:g}s"
 
 [control]
 socket = "{args.work}/graceinit-{name}.sock"
 
 [http]
 listen = "127.0.0.1:{self.health_port}"
-
+{log_level}
 [[hooks.pre_stop]]
-sleep = "{args.pre_stop_sleep}s"
+{hook}
 """)
             init = [args.graceinit, "--config", config, "--"]
-        self.stderr = open(os.path.join(args.work, f"{name}.stderr"), "w")
+        self.stderr_path = os.path.join(args.work, f"{name}.stderr")
+        self.stderr = open(self.stderr_path, "w")
         self.unshare = subprocess.Popen(
             ["unshare", "--pid", "--fork", "--mount-proc"] + init + app,
             stdout=subprocess.DEVNULL, stderr=self.stderr, start_new_session=True)
@@ -144,6 +160,19 @@ sleep = "{args.pre_stop_sleep}s"
             except subprocess.TimeoutExpired:
                 os.killpg(self.unshare.pid, signal.SIGKILL)
                 self.unshare.wait()
+
+
+def wait_quiet_line(path):
+    """graceinit's `wait_quiet over:` line in replica A's log, and its fields."""
+    with open(path, errors="replace") as f:
+        lines = [line.rstrip("\n") for line in f if "wait_quiet over:" in line]
+    if not lines:
+        return None
+    line = re.sub(r"\x1b\[[0-9;]*m", "", lines[-1])
+    found = {"line": line, "why": line.split("wait_quiet over:", 1)[1].split(" arrivals=")[0].strip()}
+    for key, value in re.findall(r"\b(arrivals|open|waited|since_last_arrival)=(\S+)", line):
+        found[key] = value
+    return found
 
 
 def haproxy_cmd(sock, command):
@@ -257,6 +286,12 @@ def main():
     p.add_argument("--init", choices=["tini", "dumb-init", "graceinit"], required=True)
     p.add_argument("--app", choices=["naive", "graceful"], required=True)
     p.add_argument("--k8s", action="store_true")
+    p.add_argument("--unchecked", action="store_true",
+                   help="no health check of replica A: only the removal (--k8s) stops its traffic")
+    p.add_argument("--pre-stop", choices=["sleep", "quiet"], default="sleep")
+    p.add_argument("--quiet", type=float, default=2)
+    p.add_argument("--quiet-max", type=float, default=30)
+    p.add_argument("--label", default=None, help="the variant's name, copied to the summary")
     p.add_argument("--work", required=True)
     p.add_argument("--graceinit", default="graceinit")
     p.add_argument("--tini", default="/usr/bin/tini")
@@ -271,6 +306,8 @@ def main():
     p.add_argument("--work-ms", type=float, default=20)
     p.add_argument("--request-timeout", type=float, default=5)
     args = p.parse_args()
+    if args.unchecked and not args.k8s:
+        p.error("--unchecked needs --k8s: nothing would ever stop replica A's traffic")
     os.makedirs(args.work, exist_ok=True)
     # zero-drop.sh stops a run with SIGTERM (Ctrl-C): end it through the finally below,
     # which kills the replicas and HAProxy (they run in sessions of their own).
@@ -286,8 +323,11 @@ def main():
         front = free_port()
         stats = os.path.join(args.work, "haproxy.sock")
         cfg = os.path.join(args.work, "haproxy.cfg")
+        # With --unchecked, replica A has no `check`: HAProxy keeps sending to it until
+        # it is put in maint, whatever its readiness (graceinit's /readyz) says.
         servers = "\n".join(
-            f"  server {r.name} 127.0.0.1:{r.app_port} check port {r.health_port}" for r in replicas)
+            f"  server {r.name} 127.0.0.1:{r.app_port}"
+            + ("" if args.unchecked and r is a else f" check port {r.health_port}") for r in replicas)
         with open(cfg, "w") as f:
             f.write(f"""global
   stats socket {stats} mode 600 level admin
@@ -379,13 +419,20 @@ backend be
             kinds[key] = kinds.get(key, 0) + 1
         trig = result["trigger"]
         summary = {
-            "init": args.init, "app": args.app, "k8s": args.k8s,
+            "variant": args.label or f"{args.init}:{args.app}" + (":k8s" if args.k8s else ""),
+            "init": args.init, "app": args.app, "k8s": args.k8s, "unchecked": args.unchecked,
+            "pre_stop": (f"wait_quiet quiet {args.quiet:g}s max {args.quiet_max:g}s"
+                         if args.pre_stop == "quiet" else f"sleep {args.pre_stop_sleep:g}s")
+            if args.init == "graceinit" else None,
+            "delay": args.endpoint_delay if args.k8s else None,
             "sent": len(records), "failed": len(failed), "kinds": kinds,
             "first_failure": round(min(r["t"] for r in failed) - trig, 3) if failed else None,
             "last_failure": round(max(r["t"] for r in failed) - trig, 3) if failed else None,
             "app_exit": result["app_exit"], "init_exit_at": result["init_exit_at"],
             "init_status": init_status, "sigkill": result["killed"], "maint": result["maint"],
             "connections": client.connections,
+            "wait_quiet": wait_quiet_line(a.stderr_path)
+            if args.init == "graceinit" and args.pre_stop == "quiet" else None,
             "p99_ms": round(sorted(r["latency"] for r in records)[int(0.99 * len(records)) - 1] * 1000, 1),
         }
         with open(os.path.join(args.work, "requests.json"), "w") as f:
