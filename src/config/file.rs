@@ -135,7 +135,10 @@ pub struct HttpAction {
 
 /// A `wait_quiet` pre_stop action: every key optional.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a table such as { ports = [8080], quiet = \"2s\", max = \"30s\" }"
+)]
 pub struct WaitQuietTable {
     pub ports: Option<Spanned<Vec<u16>>>,
     pub quiet: Option<Spanned<DurationValue>>,

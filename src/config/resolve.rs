@@ -189,7 +189,8 @@ fn action_as_written(t: &ActionTable) -> Action {
 }
 
 /// A `wait_quiet` table checked: ports 1-65535, `quiet` and `max` longer than 0s, `min`
-/// no longer than `max`, `ignore` address blocks. Its values are not `${VAR}`-expanded.
+/// no longer than `max`; `ignore` is left empty (its blocks are `${VAR}`-expanded, then
+/// parsed, by the resolver).
 fn wait_quiet_of(t: &WaitQuietTable) -> Result<WaitQuiet, Invalid> {
     let ports = t.ports.as_ref().map_or(Vec::new(), |p| p.get_ref().clone());
     if let Some(p) = &t.ports {
@@ -226,11 +227,8 @@ fn wait_quiet_of(t: &WaitQuietTable) -> Result<WaitQuiet, Invalid> {
             ),
         ));
     }
-    let ignore = t
-        .ignore
-        .iter()
-        .map(|block| Cidr::parse(block.get_ref()).map_err(|e| Invalid::at(block.span(), e)))
-        .collect::<Result<_, _>>()?;
+    // `ignore` needs the environment: the resolver expands and parses it.
+    let ignore = Vec::new();
     Ok(WaitQuiet {
         ports,
         quiet,
@@ -682,9 +680,27 @@ impl<E: Fn(&str) -> Result<String, VarError>> Resolver<'_, E> {
                     "`wait_quiet` is a pre_stop action; probes take `exec`, `http` or `tcp`",
                 ));
             }
-            return wait_quiet_of(wait.get_ref())
-                .map(Action::WaitQuiet)
-                .map_err(|e| self.invalid(e));
+            let mut checked = wait_quiet_of(wait.get_ref()).map_err(|e| self.invalid(e))?;
+            // `ignore = ["${NODE_IP}"]`: the node's address differs per node.
+            for block in &wait.get_ref().ignore {
+                let expanded = self.expand(block)?;
+                let cidr = match Cidr::parse(&expanded) {
+                    Ok(cidr) => cidr,
+                    // Quoted as written: an expanded ${VAR} may be a secret.
+                    Err(_) if block.get_ref().contains("${") => {
+                        return Err(self.error(
+                            block.span(),
+                            format!(
+                                "`{}` does not expand to an address block like \"10.0.0.0/8\" or \"fd00::/8\"",
+                                block.get_ref()
+                            ),
+                        ));
+                    }
+                    Err(e) => return Err(self.error(block.span(), e)),
+                };
+                checked.ignore.push(cidr);
+            }
+            return Ok(Action::WaitQuiet(checked));
         }
         let duration = t.sleep.expect("one action is present").0;
         if !is_hook {

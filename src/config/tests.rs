@@ -536,6 +536,26 @@ fn wait_quiet_takes_its_defaults_and_its_max_as_timeout() {
 }
 
 #[test]
+fn wait_quiet_ignore_blocks_are_expanded_from_the_environment() {
+    let settings = parse(
+        "[[hooks.pre_stop]]\nwait_quiet = { ignore = [\"${NODE_IP:-10.0.0.9}\", \"${NET:-fd00::}/8\"] }\n",
+    )
+    .expect("valid");
+    let Action::WaitQuiet(wait) = &settings.hooks.pre_stop[0].action else {
+        panic!("not a wait_quiet")
+    };
+    let shown: Vec<String> = wait.ignore.iter().map(ToString::to_string).collect();
+    assert_eq!(shown, ["10.0.0.9/32", "fd00::/8"]);
+    let (line, column, message) =
+        error("[[hooks.pre_stop]]\nwait_quiet = { ignore = [\"${GRACEINIT_TOKEN}\"] }\n");
+    assert_eq!((line, column), (2, 26));
+    assert_eq!(
+        message,
+        "`${GRACEINIT_TOKEN}` does not expand to an address block like \"10.0.0.0/8\" or \"fd00::/8\""
+    );
+}
+
+#[test]
 fn wait_quiet_reads_every_key() {
     let settings = parse(
         "[[hooks.pre_stop]]\nwait_quiet = { ports = [8080, 8443], quiet = \"1s\", until_idle = true, min = \"3s\", max = \"12s\", ignore = [\"10.0.0.1/32\", \"fd00::/8\", \"192.168.1.7\"] }\n",
