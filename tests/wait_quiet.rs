@@ -586,3 +586,66 @@ fn requests_to_graceinits_own_endpoint_do_not_count_but_the_apps_do() {
         finished.stderr
     );
 }
+
+#[test]
+fn the_shipped_example_waits_for_the_apps_clients_then_stops_it() {
+    let _serial = serial();
+    let _netns = Netns::enter();
+    let dir = TempDir::new("wq-example");
+    let app = dir.write("app.py", NAMESPACE_APP);
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/wait-quiet.toml");
+    // Its own command is the image's; the test's app is the CMD.
+    let running = Launch::direct(["-v", "--config", example, "--", "/usr/bin/python3", &app])
+        .env("POLL_PORT", "8081")
+        .start();
+    wait_until(WAIT, "the app to listen", || {
+        running.stdout_so_far().contains("listening")
+            && running.stderr_so_far().contains("the app is ready")
+    });
+    let address: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+    let client_runs = Duration::from_millis(2500);
+    let (finished, drained, after_last) = drain(
+        running,
+        Some((
+            client_runs,
+            // A connection per request, closed by the client once it has its answer.
+            Box::new(move |stop| {
+                client(stop, move || {
+                    let mut stream = TcpStream::connect(address).unwrap();
+                    stream.write_all(b"ping").unwrap();
+                    let mut answer = [0; 2];
+                    stream.read_exact(&mut answer).unwrap();
+                    assert_eq!(&answer, b"ok");
+                })
+            }),
+        )),
+    );
+    // 143 from the app's SIGTERM, remapped to 0 by the example.
+    finished.assert_code(0);
+    assert!(drained >= client_runs, "{drained:?}\n{}", finished.stderr);
+    let two = Duration::from_secs(2);
+    assert_between(
+        "last request to exit",
+        after_last.unwrap(),
+        two,
+        two + SLACK,
+        &finished,
+    );
+    assert_eq!(finished.stderr_lines_with("wait_quiet over: quiet"), 1);
+    let report = finished
+        .stderr
+        .lines()
+        .find(|l| l.contains("DrainFinished"))
+        .unwrap_or_else(|| panic!("no DrainFinished:\n{}", finished.stderr));
+    // About 16 requests, each a connection (the first may be open at the trigger's
+    // sample already); none after the stop signal.
+    let arrived: usize = report
+        .split(" arrived after it")
+        .next()
+        .and_then(|head| head.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no arrivals in {report}"));
+    assert!(arrived >= 10, "{report}");
+    assert!(!report.contains("after the stop signal"), "{report}");
+    assert!(report.contains(", 0 open at the stop signal"), "{report}");
+}
