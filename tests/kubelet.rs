@@ -140,14 +140,9 @@ impl Pod {
     /// `podman run -d` with graceinit as ENTRYPOINT and `/app serve /shared 7` as CMD;
     /// returns once the app has its SIGTERM handler in place.
     fn start(tag: &str) -> Pod {
-        let image = image();
-        let shared = TempDir::new(&format!("kubelet-{tag}-shared"));
-        let config = TempDir::new(&format!("kubelet-{tag}-config"));
         let port = free_port();
-        config.write(
-            "graceinit.toml",
-            &format!(
-                r#"[app]
+        let config = format!(
+            r#"[app]
 stop_timeout = "{STOP_TIMEOUT}"
 grace_period = "{GRACE_PERIOD}"
 
@@ -159,8 +154,17 @@ prestop = true
 exec = ["/app", "hook", "/shared"]
 timeout = "5s"
 "#
-            ),
         );
+        Pod::start_with(tag, "host", port, &config)
+    }
+
+    /// As `start`, on podman's `network` (`host`: the host's namespace; `none`: one of
+    /// the container's own with loopback alone), with `config` as graceinit's.
+    fn start_with(tag: &str, network: &str, port: u16, config_text: &str) -> Pod {
+        let image = image();
+        let shared = TempDir::new(&format!("kubelet-{tag}-shared"));
+        let config = TempDir::new(&format!("kubelet-{tag}-config"));
+        config.write("graceinit.toml", config_text);
         let name = format!("graceinit-kubelet-{}-{tag}", std::process::id());
         let pod = Pod {
             name,
@@ -171,7 +175,7 @@ timeout = "5s"
         let shared_mount = format!("{}:/shared", pod.shared.path().display());
         let config_mount = format!("{}:/etc/graceinit:ro", pod.config.path().display());
         run_ok(
-            podman(["run", "-d", "--pull=never", "--network", "host", "--name"])
+            podman(["run", "-d", "--pull=never", "--network", network, "--name"])
                 .arg(&pod.name)
                 .args(["-v", &shared_mount, "-v", &config_mount])
                 .args(["-e", "GRACEINIT_CONFIG=/etc/graceinit/graceinit.toml"])
@@ -363,4 +367,45 @@ fn prestop_http_get_then_podman_stop() {
 
     let took = pod.stop();
     pod.assert_stopped_cleanly(took);
+}
+
+/// wait_quiet in an image with nothing but graceinit and the app, in a network namespace
+/// of the container's own: the sockets are sampled (netlink and /proc work there), the
+/// wait is over after `quiet` with nothing arriving, and the drain's report says so.
+#[test]
+fn wait_quiet_works_in_a_scratch_image() {
+    let _serial = serial();
+    let pod = Pod::start_with(
+        "quiet",
+        "none",
+        0,
+        r#"[app]
+stop_timeout = "2s"
+grace_period = "8s"
+
+[log]
+level = "info"
+
+[[hooks.pre_stop]]
+exec = ["/app", "hook", "/shared"]
+timeout = "5s"
+
+[[hooks.pre_stop]]
+wait_quiet = { quiet = "1s", max = "5s" }
+"#,
+    );
+    let took = pod.stop();
+    let logs = pod.logs();
+    assert_eq!(pod.exit_code(), APP_EXIT_CODE, "logs:\n{logs}");
+    assert_eq!(pod.events(), ["pre_stop", "term"], "logs:\n{logs}");
+    assert!(took < STOP_WELL_BEFORE, "{took:?}; logs:\n{logs}");
+    assert!(
+        logs.contains("wait_quiet over: quiet arrivals=0"),
+        "logs:\n{logs}"
+    );
+    assert!(!logs.contains("cannot"), "logs:\n{logs}");
+    assert!(
+        logs.contains("connections: 0 open at the trigger, 0 arrived after it"),
+        "logs:\n{logs}"
+    );
 }

@@ -184,22 +184,41 @@ impl Tracker {
 
 /// Samples the namespace's TCP sockets and tracks what arrives on the watched ports.
 pub struct Sampler {
-    tracker: Tracker,
+    ports: Vec<u16>,
+    ignore: Vec<Cidr>,
+    /// Away on the blocking pool while a sample is taken.
+    tracker: Option<Tracker>,
 }
 
 impl Sampler {
     pub fn new(ports: &[u16], ignore: &[Cidr]) -> Self {
         Sampler {
-            tracker: Tracker::new(ports, ignore),
+            ports: ports.to_vec(),
+            ignore: ignore.to_vec(),
+            tracker: Some(Tracker::new(ports, ignore)),
         }
     }
 
-    /// One sample now, taken on the blocking pool (a netlink dump and a read of
-    /// /proc/self/fd), next to the ones before; the first is the baseline.
+    /// One sample now, next to the ones before (the first is the baseline). All of it
+    /// runs on the blocking pool, never on the event loop: the netlink dump, the read of
+    /// /proc/self/fd and /proc/net/snmp, and the tracking, which costs time in the
+    /// number of sockets.
     pub async fn next(&mut self) -> Result<Observed, String> {
-        match tokio::task::spawn_blocking(diag::sample).await {
-            Ok(Ok(sample)) => Ok(self.tracker.observe(&sample)),
-            Ok(Err(e)) => Err(e.to_string()),
+        // A sample whose caller gave up on it took the tracker along: start over.
+        let mut tracker = self
+            .tracker
+            .take()
+            .unwrap_or_else(|| Tracker::new(&self.ports, &self.ignore));
+        let sampled = tokio::task::spawn_blocking(move || {
+            let observed = diag::sample().map(|sample| tracker.observe(&sample));
+            (tracker, observed)
+        })
+        .await;
+        match sampled {
+            Ok((tracker, observed)) => {
+                self.tracker = Some(tracker);
+                observed.map_err(|e| e.to_string())
+            }
             Err(e) => Err(e.to_string()),
         }
     }

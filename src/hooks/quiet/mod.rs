@@ -51,8 +51,8 @@ pub async fn run(wait: &WaitQuiet, limit: Instant) {
             }
             Ok(Err(e)) => no_sample(&mut failed, &mut last_arrival, &e),
         }
-        let next = Instant::now() + PERIOD;
-        tokio::time::sleep_until(next.min(end)).await;
+        // Every PERIOD from the start of the last sample, however long it took.
+        tokio::time::sleep_until((now + PERIOD).min(end)).await;
     }
     let now = Instant::now();
     let quiet = now >= started + wait.min
