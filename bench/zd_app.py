@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The small HTTP app of bench/zero-drop.sh: one replica behind HAProxy.
 
-    zd_app.py --port PORT --mode naive|graceful [--work-ms 20]
+    zd_app.py --port PORT --mode naive|graceful [--host 127.0.0.1] [--work-ms 20]
 
 GET /healthz answers 200 at once (the app's own health path, what HAProxy checks for
 tini and dumb-init replicas); any other GET answers 200 after --work-ms of "work", so
@@ -79,13 +79,14 @@ class Server(ThreadingHTTPServer):
 
 def main():
     parser = argparse.ArgumentParser()
+    parser.add_argument("--host", default="127.0.0.1", help="the address to listen on")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--mode", choices=["naive", "graceful"], required=True)
     parser.add_argument("--work-ms", type=float, default=20.0)
     args = parser.parse_args()
     Handler.work_seconds = args.work_ms / 1000.0
 
-    server = Server(("127.0.0.1", args.port), Handler)
+    server = Server((args.host, args.port), Handler)
     stop = threading.Event()
     if args.mode == "graceful":
         signal.signal(signal.SIGTERM, lambda *_: stop.set())

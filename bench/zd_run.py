@@ -5,9 +5,17 @@
               [--pre-stop sleep|quiet] --work DIR [--graceinit PATH] [--tini PATH]
               [--dumb-init PATH]
 
-Two replicas of bench/zd_app.py, each in a PID namespace of its own
-(`unshare --pid --fork --mount-proc`) whose PID 1 is the init under test, behind HAProxy
-on loopback (retries 0, no redispatch, checks inter 1s fall 2 rise 2). An open-loop
+Two replicas of bench/zd_app.py, each in a network and a PID namespace of its own, as a
+pod (`unshare --net --pid --fork --mount-proc`; PID 1 is the init under test), reached
+through a veth pair (host side `zd<pid>a` 10.211.N.1/30, replica side `eth0`
+10.211.N.2/30, loopback up) by HAProxy in the host's namespace (retries 0, no redispatch,
+checks inter 1s fall 2 rise 2). The veths go with their namespaces (PID 1's end ends the
+namespace); any left after a run are deleted, and the run fails if one cannot be. A route
+`unreachable 10.211.N.0/30 metric 4211` (under the veth's own) keeps what HAProxy sends to
+a replica whose namespace is gone on this machine (refused: "No route to host", as a
+deleted pod's address), not off to the default gateway; it is deleted at the end. Each
+undo command is written to WORK/undo-net first (zero-drop.sh runs them if this run dies
+before its own cleanup). An open-loop
 client sends request i at start + i/rate over keep-alive connections, without retries,
 and records every request. At --trigger-at seconds replica A's PID 1 gets SIGTERM, as
 the kubelet sends it, and SIGKILL --grace seconds later if it still runs. With --k8s,
@@ -17,7 +25,8 @@ With --unchecked as well, HAProxy does not health-check replica A at all (kube-p
 not probe): only that removal stops its traffic. graceinit's pre_stop hook is
 `sleep = "--pre-stop-sleep s"` (--pre-stop sleep, the default) or
 `wait_quiet = { ports = [A's app port], quiet = "--quiet s", max = "--quiet-max s" }`
-(--pre-stop quiet); the latter's `wait_quiet over:` log line is in the summary.
+(--pre-stop quiet); the latter's `wait_quiet over:` log line, and graceinit's
+DrainFinished line (its connections report), are in the summary.
 
 Prints one JSON object on stdout: requests sent, failed and how, the time from the
 trigger to the app's exit, the init's exit status. Progress and errors go to stderr.
@@ -25,6 +34,8 @@ trigger to the app's exit, the init's exit status. Progress and errors go to std
 
 import argparse
 import asyncio
+import ctypes
+import ipaddress
 import json
 import os
 import re
@@ -76,9 +87,9 @@ def cmdline(pid):
         return []
 
 
-def http_ok(port, path):
+def http_ok(host, port, path):
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+        with socket.create_connection((host, port), timeout=1) as s:
             s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
             answer = b""
             while chunk := s.recv(4096):  # to the end, so the server never writes to a closed socket
@@ -88,14 +99,86 @@ def http_ok(port, path):
         return False
 
 
+def die_with_me(sig):
+    """A preexec_fn: the child gets `sig` when this process dies, even of SIGKILL."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    PR_SET_PDEATHSIG = 1
+
+    def preexec():
+        if libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) != 0:
+            os._exit(127)
+    return preexec
+
+
+def ip(*argv, netns_of=None):
+    """Runs `ip ARGV` (in the network namespace of process netns_of, through nsenter)."""
+    cmd = ["ip", *argv]
+    if netns_of is not None:
+        cmd = ["nsenter", f"--net=/proc/{netns_of}/ns/net", "--"] + cmd
+    done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)}: {done.stderr.strip() or f'exit {done.returncode}'}")
+    return done.stdout
+
+
+def link_exists(name):
+    return os.path.exists(f"/sys/class/net/{name}")
+
+
+def free_subnets(count):
+    """`count` subnets 10.211.N.0/30 that no route on this machine overlaps."""
+    taken = []
+    for line in ip("-4", "-o", "route", "show", "table", "all").splitlines():
+        word = line.split()[0] if line.split() else ""
+        if word in ("default", "broadcast", "local", "unreachable", "blackhole", "prohibit"):
+            word = line.split()[1] if len(line.split()) > 1 else ""
+        try:
+            taken.append(ipaddress.ip_network(word, strict=False))
+        except ValueError:
+            pass
+    taken = [n for n in taken if n.prefixlen > 0]  # not the default route
+    found = []
+    for n in range(1, 255):
+        net = ipaddress.ip_network(f"10.211.{n}.0/30")
+        if not any(net.overlaps(t) for t in taken):
+            found.append(n)
+            if len(found) == count:
+                return found
+    raise RuntimeError("no free 10.211.N.0/30 subnet for the replicas' veths")
+
+
+# The metric of the unreachable route under each replica's subnet.
+UNREACHABLE_METRIC = "4211"
+
+
+def undo_later(work, *argv):
+    """Records `ip ARGV` in WORK/undo-net, for zero-drop.sh if this run dies first."""
+    with open(os.path.join(work, "undo-net"), "a") as f:
+        f.write(" ".join(argv) + "\n")
+
+
+# In its own network namespace each replica has the same ports, as every pod does.
+APP_PORT = 8080
+HEALTH_PORT = 8081  # graceinit's [http] listen
+
+
 class Replica:
-    def __init__(self, name, args):
+    def __init__(self, name, subnet, args):
         self.name = name
-        self.app_port = free_port()
-        self.health_port = free_port() if args.init == "graceinit" else self.app_port
+        # The veth pair: the host's end (a name no one else uses: this process's pid) and
+        # the replica's, `eth0` in its namespace.
+        self.host_if = f"zd{os.getpid()}{name}"
+        self.subnet = f"10.211.{subnet}.0/30"
+        self.host_addr = f"10.211.{subnet}.1"
+        self.addr = f"10.211.{subnet}.2"
+        self.unreachable = ["unreachable", self.subnet, "metric", UNREACHABLE_METRIC]
+        self.route_added = False
+        self.unshare = None
+        self.app_port = APP_PORT
+        self.health_port = HEALTH_PORT if args.init == "graceinit" else self.app_port
         self.health_path = "/readyz" if args.init == "graceinit" else "/healthz"
-        app = [sys.executable, os.path.join(HERE, "zd_app.py"), "--port", str(self.app_port),
-               "--mode", args.app, "--work-ms", str(args.work_ms)]
+        app = [sys.executable, os.path.join(HERE, "zd_app.py"), "--host", "0.0.0.0",
+               "--port", str(self.app_port), "--mode", args.app, "--work-ms", str(args.work_ms)]
         if args.init == "tini":
             init = [args.tini, "--"]
         elif args.init == "dumb-init":
@@ -119,7 +202,7 @@ stop_timeout = "{args.stop_timeout:g}s"
 socket = "{args.work}/graceinit-{name}.sock"
 
 [http]
-listen = "127.0.0.1:{self.health_port}"
+listen = "0.0.0.0:{self.health_port}"
 {log_level}
 [[hooks.pre_stop]]
 {hook}
@@ -127,17 +210,54 @@ listen = "127.0.0.1:{self.health_port}"
             init = [args.graceinit, "--config", config, "--"]
         self.stderr_path = os.path.join(args.work, f"{name}.stderr")
         self.stderr = open(self.stderr_path, "w")
+        if link_exists(self.host_if):
+            raise RuntimeError(f"a link named {self.host_if} exists already")
+        undo_later(args.work, "route", "del", *self.unreachable)
+        undo_later(args.work, "link", "del", self.host_if)
+        ip("route", "add", *self.unreachable)
+        self.route_added = True
+        # PID 1 of the new namespaces is first a shell that waits for its network (a line
+        # on stdin), then execs the init (same pid): the init starts with eth0 up. Should
+        # this process die without its cleanup (SIGKILL), unshare dies with it and takes
+        # PID 1, so the namespace and its veth, with it (--kill-child).
         self.unshare = subprocess.Popen(
-            ["unshare", "--pid", "--fork", "--mount-proc"] + init + app,
-            stdout=subprocess.DEVNULL, stderr=self.stderr, start_new_session=True)
+            ["unshare", "--net", "--pid", "--fork", "--mount-proc", "--kill-child",
+             "sh", "-c", 'read -r go && exec "$@" </dev/null', "sh"] + init + app,
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self.stderr,
+            start_new_session=True, preexec_fn=die_with_me(signal.SIGKILL))
         self.init_pid = None
+        self.net_ready = False
+
+    def setup_network(self):
+        """The veth pair between the host and the replica's namespace, then the go."""
+        name = self.name
+        ours = os.readlink("/proc/self/ns/net")
+
+        def pid1_in_own_netns():
+            pid = (children(self.unshare.pid) or [0])[0]
+            try:
+                return pid if pid and os.readlink(f"/proc/{pid}/ns/net") != ours else 0
+            except OSError:
+                return 0
+        pid1 = wait_until(f"{name}'s PID 1 in a network namespace of its own", pid1_in_own_netns, 5)
+        ip("link", "add", self.host_if, "type", "veth", "peer", "name", "eth0", "netns", str(pid1))
+        ip("addr", "add", f"{self.host_addr}/30", "dev", self.host_if)
+        ip("link", "set", self.host_if, "up")
+        ip("link", "set", "lo", "up", netns_of=pid1)
+        ip("addr", "add", f"{self.addr}/30", "dev", "eth0", netns_of=pid1)
+        ip("link", "set", "eth0", "up", netns_of=pid1)
+        self.unshare.stdin.write(b"go\n")
+        self.unshare.stdin.close()
+        self.net_ready = True
 
     def wait_ready(self):
         name = self.name
         self.init_pid = wait_until(f"{name}'s init", lambda: (children(self.unshare.pid) or [0])[0], 5)
         self.app_pid = wait_until(f"{name}'s app", self.find_app, 5)
-        wait_until(f"{name}'s app on port {self.app_port}", lambda: http_ok(self.app_port, "/healthz"), 10)
-        wait_until(f"{name}'s {self.health_path}", lambda: http_ok(self.health_port, self.health_path), 10)
+        wait_until(f"{name}'s app on {self.addr}:{self.app_port}",
+                   lambda: http_ok(self.addr, self.app_port, "/healthz"), 10)
+        wait_until(f"{name}'s {self.health_path}",
+                   lambda: http_ok(self.addr, self.health_port, self.health_path), 10)
         self.app_fd = os.pidfd_open(self.app_pid)
 
     def find_app(self):
@@ -147,7 +267,7 @@ listen = "127.0.0.1:{self.health_port}"
         return None
 
     def stop(self):
-        if self.unshare.poll() is None:
+        if self.unshare is not None and self.unshare.poll() is None:
             # SIGKILL to PID 1 ends the whole namespace; unshare then exits.
             pid = self.init_pid or (children(self.unshare.pid) or [None])[0]
             if pid:
@@ -160,6 +280,23 @@ listen = "127.0.0.1:{self.health_port}"
             except subprocess.TimeoutExpired:
                 os.killpg(self.unshare.pid, signal.SIGKILL)
                 self.unshare.wait()
+        # The namespace is gone with its last process, and its veth pair with it (the
+        # kernel frees it a moment later); a pair still here (the namespace never got its
+        # end, or is slow to go) is deleted.
+        deadline = time.monotonic() + 3
+        while link_exists(self.host_if) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if link_exists(self.host_if):
+            log(f"{self.host_if} outlived {self.name}'s namespace: deleting it")
+            try:
+                ip("link", "del", self.host_if)
+            except RuntimeError as e:
+                if link_exists(self.host_if):
+                    raise
+                log(f"({e})")
+        if self.route_added:
+            ip("route", "del", *self.unreachable)
+            self.route_added = False
 
 
 def wait_quiet_line(path):
@@ -173,6 +310,16 @@ def wait_quiet_line(path):
     for key, value in re.findall(r"\b(arrivals|open|waited|since_last_arrival)=(\S+)", line):
         found[key] = value
     return found
+
+
+def drain_report(path):
+    """graceinit's DrainFinished line in replica A's log (with its connections report)."""
+    with open(path, errors="replace") as f:
+        lines = [line.rstrip("\n") for line in f if "DrainFinished:" in line]
+    if not lines:
+        return None
+    line = re.sub(r"\x1b\[[0-9;]*m", "", lines[-1]).split("DrainFinished:", 1)[1]
+    return re.sub(r"\s+reason=DrainFinished\s*$", "", line).strip()
 
 
 def haproxy_cmd(sock, command):
@@ -315,8 +462,10 @@ def main():
 
     replicas, haproxy = [], None
     try:
-        for name in ("a", "b"):
-            replicas.append(Replica(name, args))
+        for name, subnet in zip(("a", "b"), free_subnets(2)):
+            replicas.append(Replica(name, subnet, args))
+        for r in replicas:
+            r.setup_network()
         for r in replicas:
             r.wait_ready()
         a = replicas[0]
@@ -326,7 +475,7 @@ def main():
         # With --unchecked, replica A has no `check`: HAProxy keeps sending to it until
         # it is put in maint, whatever its readiness (graceinit's /readyz) says.
         servers = "\n".join(
-            f"  server {r.name} 127.0.0.1:{r.app_port}"
+            f"  server {r.name} {r.addr}:{r.app_port}"
             + ("" if args.unchecked and r is a else f" check port {r.health_port}") for r in replicas)
         with open(cfg, "w") as f:
             f.write(f"""global
@@ -355,10 +504,10 @@ backend be
 """)
         haproxy = subprocess.Popen(["haproxy", "-db", "-f", cfg], stdout=subprocess.DEVNULL,
                                    stderr=open(os.path.join(args.work, "haproxy.log"), "w"),
-                                   start_new_session=True)
+                                   start_new_session=True, preexec_fn=die_with_me(signal.SIGTERM))
         wait_until("HAProxy's stats socket", lambda: os.path.exists(stats), 10)
         wait_until("both servers UP in HAProxy", lambda: servers_up(stats), 10)
-        wait_until("HAProxy to answer", lambda: http_ok(front, "/work"), 10)
+        wait_until("HAProxy to answer", lambda: http_ok("127.0.0.1", front, "/work"), 10)
 
         client = Client(front, args.rate, args.duration, args.request_timeout)
         result = {"trigger": None, "app_exit": None, "killed": False, "maint": None}
@@ -433,14 +582,20 @@ backend be
             "connections": client.connections,
             "wait_quiet": wait_quiet_line(a.stderr_path)
             if args.init == "graceinit" and args.pre_stop == "quiet" else None,
+            "drain_report": drain_report(a.stderr_path) if args.init == "graceinit" else None,
+            "replica_a": f"{a.addr} (netns, veth {a.host_if})",
             "p99_ms": round(sorted(r["latency"] for r in records)[int(0.99 * len(records)) - 1] * 1000, 1),
         }
         with open(os.path.join(args.work, "requests.json"), "w") as f:
             json.dump(records, f)
         print(json.dumps(summary), flush=True)
     finally:
+        failures = []
         for r in replicas:
-            r.stop()
+            try:
+                r.stop()
+            except Exception as e:  # the other replica and HAProxy are still stopped
+                failures.append(e)
         if haproxy is not None and haproxy.poll() is None:
             haproxy.terminate()
             try:
@@ -448,6 +603,14 @@ backend be
             except subprocess.TimeoutExpired:
                 haproxy.kill()
                 haproxy.wait()
+        if failures:
+            raise failures[0]
+        # Everything recorded is undone: nothing for zero-drop.sh to do.
+        if all(not r.route_added and not link_exists(r.host_if) for r in replicas):
+            try:
+                os.remove(os.path.join(args.work, "undo-net"))
+            except FileNotFoundError:
+                pass
 
 
 if __name__ == "__main__":

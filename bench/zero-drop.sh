@@ -5,10 +5,14 @@
 #
 #   bash bench/zero-drop.sh      (from the repository root, as root; about 7-8 minutes)
 #
-# It installs what is missing (apt: haproxy tini dumb-init util-linux python3), builds the
-# static release binary, and prints a Markdown report on stdout (progress on stderr).
-# One run is bench/zd_run.py (replicas of bench/zd_app.py, HAProxy, the open-loop client,
-# the kubelet's SIGTERM/SIGKILL); see bench/README.md, "The zero-drop benchmark".
+# It installs what is missing (apt: haproxy tini dumb-init util-linux iproute2 python3),
+# builds the static release binary, and prints a Markdown report on stdout (progress on
+# stderr). One run is bench/zd_run.py (replicas of bench/zd_app.py, HAProxy, the open-loop
+# client, the kubelet's SIGTERM/SIGKILL); see bench/README.md, "The zero-drop benchmark".
+# Each replica runs in a network namespace of its own, as a pod, behind a veth pair
+# (host side zd<pid>a / zd<pid>b, 10.211.N.1/30; replica side eth0, 10.211.N.2/30), and a
+# route `unreachable 10.211.N.0/30 metric 4211` on the host while the run lasts, so that
+# nothing sent to a replica that is gone leaves the machine.
 #
 # Two sets of variants:
 # - classic: naive / graceful apps, HAProxy health-checking every replica, and "+ removed"
@@ -65,9 +69,21 @@ die() { printf 'zero-drop: %s\n' "$*" >&2; exit 1; }
 
 WORK=$(mktemp -d /tmp/graceinit-zero-drop.XXXXXX)
 CURRENT=
+# What a run recorded before making it (its veths, its unreachable routes) and had not
+# undone itself (it deletes the file once it has): for a run that died first.
+undo_net() {
+  [[ -f $WORK/run/undo-net ]] || return 0
+  while read -r -a undo; do
+    [[ ${undo[0]} == link && ! -e /sys/class/net/${undo[2]} ]] && continue
+    ip "${undo[@]}" 2>/dev/null || true
+  done <"$WORK/run/undo-net"
+  rm -f "$WORK/run/undo-net"
+}
 cleanup() {
-  # zd_run.py kills its replicas and HAProxy itself; this is for Ctrl-C.
+  # zd_run.py kills its replicas and HAProxy itself, and their veths go with their
+  # namespaces; this is for Ctrl-C.
   if [[ -n $CURRENT ]]; then kill -TERM "$CURRENT" 2>/dev/null || true; wait "$CURRENT" 2>/dev/null || true; fi
+  undo_net
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -81,6 +97,7 @@ command -v haproxy >/dev/null || need+=(haproxy)
 [[ -x /usr/bin/tini ]] || need+=(tini)
 [[ -x /usr/bin/dumb-init ]] || need+=(dumb-init)
 command -v unshare >/dev/null || need+=(util-linux)
+command -v ip >/dev/null || need+=(iproute2)
 [[ -x /usr/bin/python3 ]] || need+=(python3)
 if [[ -z ${GRACEINIT:-} ]]; then command -v musl-gcc >/dev/null || need+=(musl-tools); fi
 if ((${#need[@]})); then
@@ -171,6 +188,7 @@ for round in $(seq "$ROUNDS"); do
     wait "$CURRENT" || status=$?
     CURRENT=
     if ((status != 0)); then
+      undo_net
       for f in "$WORK"/run/*.stderr "$WORK"/run/haproxy.log; do
         [[ -s $f ]] && { printf -- '--- %s\n' "$f" >&2; tail -n 20 "$f" >&2; }
       done
@@ -202,6 +220,7 @@ if ((${#classic[@]})); then
 
 $RATE req/s for ${DURATION}s (open loop, keep-alive, no retries), ${WORK_MS} ms of work per request,
 SIGTERM to replica A's PID 1 at ${TRIGGER_AT}s, SIGKILL ${GRACE}s later if it still runs;
+each replica in a network and a PID namespace of its own, as a pod (veth to the host);
 HAProxy: \`retries 0\`, no \`option redispatch\`, checks \`inter 1s fall 2 rise 2\`;
 graceinit: pre_stop \`sleep = "${PRE_STOP_SLEEP}s"\`, checked on \`/readyz\`;
 "+ removed": \`set server be/a state maint\` ${ENDPOINT_DELAY}s after the SIGTERM.
@@ -252,6 +271,8 @@ if ((${#random[@]})); then
 
 $RATE req/s for ${RANDOM_DURATION}s (open loop, keep-alive, no retries), ${WORK_MS} ms of work per request,
 SIGTERM to replica A's PID 1 at ${TRIGGER_AT}s, SIGKILL ${RANDOM_GRACE}s later if it still runs (never needed);
+each replica in a network and a PID namespace of its own, as a pod (veth to the host: graceinit's
+wait_quiet and drain report see only the replica's own connections and passive opens);
 HAProxy: \`retries 0\`, no \`option redispatch\`, replica A **not health-checked** (kube-proxy does not probe):
 only \`set server be/a state maint\`, after a delay drawn uniformly in [${DELAY_MIN}, ${DELAY_MAX}] s per run
 (seed ${SEED}: ${DELAYS[*]} s; run i of every variant uses draw i), stops its traffic.
@@ -282,8 +303,14 @@ def seconds(debug):
     return f"{float(m.group(1)) * scale:.2f} s"
 
 
-print("| variant | lost, each run | lost, total | failures by kind | endpoint delay (drawn), s | drain, each run, s | mean drain, s | wait_quiet: arrivals, waited (each run) | init's exit status |")
-print("|---|---|---|---|---|---|---|---|---|")
+def last_arrival(r):
+    """The last arrival after the trigger, from graceinit's DrainFinished report."""
+    m = re.search(r"\(the last (\S+) after the trigger\)", r.get("drain_report") or "")
+    return seconds(m.group(1)).replace(" s", "") if m else "—"
+
+
+print("| variant | lost, each run | lost, total | failures by kind | endpoint delay (drawn), s | drain, each run, s | mean drain, s | last arrival (graceinit's report), s | wait_quiet: arrivals, waited (each run) | init's exit status |")
+print("|---|---|---|---|---|---|---|---|---|---|")
 for v in order:
     g = groups[v]
     kinds = {}
@@ -300,7 +327,8 @@ for v in order:
     delays = " / ".join(f"{r['delay']:.2f}" for r in g)
     drains = " / ".join(f"{r['app_exit']:.2f}" for r in g)
     drain = mean([r["app_exit"] for r in g])
-    print(f"| `{v}` | {lost} | {total} | {kinds_s} | {delays} | {drains} | {drain:.2f} | {wq} | {status} |")
+    last = " / ".join(last_arrival(r) for r in g) if any(r.get("drain_report") for r in g) else "—"
+    print(f"| `{v}` | {lost} | {total} | {kinds_s} | {delays} | {drains} | {drain:.2f} | {last} | {wq} | {status} |")
 print()
 print("| check | measured | result |")
 print("|---|---|---|")
