@@ -141,7 +141,10 @@ fn set_option<T>(fd: &impl AsRawFd, level: libc::c_int, name: libc::c_int, value
 /// An app that exits at once on its stop signal (most do, with no pre_stop hook) is gone
 /// before the drain's first sample: the DrainFinished event then says "not seen (the TCP
 /// sockets could not be sampled)" - false, nothing failed - and says nothing of the two
-/// connections that were open at the trigger and at the stop signal.
+/// connections that were open at the trigger and at the stop signal (found: 5 rounds of
+/// 5, the app gone 0.3-1 ms after the trigger). app_ended records DrainFinished at once;
+/// TrafficReport::summary says "could not be sampled" whenever there is no first sample
+/// yet, whether or not a sample failed (`unavailable` is false here).
 #[test]
 fn the_report_sees_what_is_open_when_the_app_exits_at_once() {
     let _serial = serial();
@@ -229,50 +232,6 @@ fn arrivals_just_before_the_app_exits_are_in_the_report() {
     );
 }
 
-/// Held: a listener with TCP_DEFER_ACCEPT (nginx `listen ... deferred`, HAProxy
-/// `defer-accept`) keeps a new connection half-open on the app's side until its first
-/// bytes (for 400 ms here, several samples), then the kernel counts the passive open:
-/// still one arrival, not one for the half-open 4-tuple and one for the open.
-#[test]
-fn a_deferred_accept_connection_is_one_arrival_not_two() {
-    let _serial = serial();
-    let _netns = Netns::enter();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    set_option(
-        &listener,
-        libc::IPPROTO_TCP,
-        libc::TCP_DEFER_ACCEPT,
-        10 as libc::c_int,
-    );
-    let address = listener.local_addr().unwrap();
-    thread::spawn(move || serve(listener));
-    let (running, _dir) = launch(
-        "b7-deferred",
-        &format!(
-            "[[hooks.pre_stop]]\nwait_quiet = {{ ports = [{}], quiet = \"1s\", max = \"10s\" }}\n",
-            address.port()
-        ),
-        &["sleep", "1000"],
-    );
-    wait_ready(&running);
-    running.signal(libc::SIGTERM);
-    wait_until(WAIT, "the wait to run", || {
-        running.stderr_so_far().contains("action=wait_quiet")
-    });
-    let mut stream = TcpStream::connect(address).unwrap();
-    thread::sleep(Duration::from_millis(400)); // the client's think time, not a wait
-    ping(&mut stream);
-    let finished = running.wait(WAIT);
-    drop(stream);
-    finished.assert_code(143);
-    assert_eq!(arrivals(&finished), 1, "{}", finished.stderr);
-    let line = drain_finished(&finished);
-    assert!(
-        line.contains("connections: 0 open at the trigger, 1 arrived after it (the last "),
-        "{line}"
-    );
-}
-
 /// The app (Python): once it has its stop signal it says `stopping`, serves one
 /// connection (a request, an answer) until its client closes, and exits 0.
 const LINGERS_AFTER_STOP: &str = r#"
@@ -292,9 +251,11 @@ sys.exit(0)
 
 /// A drain that comes while graceinit stops the app for a failed liveness probe, after
 /// the app's stop signal: every arrival of the drain reaches an app that has its stop
-/// signal, yet the report counts none after it (found: arrivals 1,
-/// arrivals_after_stop_signal 0): the drain's stop_signal_at is only set when the
-/// drain itself sends the stop signal.
+/// signal, yet the report counts none after it (found: /status arrivals 1,
+/// arrivals_after_stop_signal 0; DrainFinished without "after the stop signal" nor "open
+/// at the stop signal"). The drain's stop_signal_at (and the report's stop_signal_sent)
+/// are set only in send_stop_signal; begin_drain, joining a stop already past its stop
+/// signal, sets neither.
 #[test]
 fn a_drain_during_a_liveness_stop_counts_arrivals_after_the_stop_signal() {
     let _serial = serial();
@@ -334,8 +295,13 @@ fn a_drain_during_a_liveness_stop_counts_arrivals_after_the_stop_signal() {
 
 /// graceinit's own endpoint is not the app's traffic, even in bursts over its
 /// 64-connection cap, with clients that reset their connection (SO_LINGER 0) at once:
-/// every open the kernel counts is one graceinit accepts, but one still in its accept
-/// queue when a sample reads the counters is an unseen arrival.
+/// every open the kernel counts is one graceinit accepts, but not at the same instant.
+/// diag::sample reads PassiveOpens before the dump and graceinit's accepts after it:
+/// connections made during the baseline's dump are taken off for good, and connections
+/// queued on graceinit's listener at a later sample are not yet accepted; either way a
+/// later sample shows own connections as unseen arrivals (found, over 8 runs: wait_quiet
+/// arrivals=2..24, the report 1..30; some 30 bursts of 200 in 2 s). Both the resets and
+/// the plain requests do it (each alone fails too).
 #[test]
 fn bursts_to_graceinit_s_own_endpoint_are_not_arrivals() {
     let _serial = serial();
@@ -393,6 +359,65 @@ fn bursts_to_graceinit_s_own_endpoint_are_not_arrivals() {
         finished.stderr
     );
     assert_eq!(finished.stderr_lines_with("wait_quiet over: quiet"), 1);
+}
+
+/// One sample of the drain's report fails (no file descriptor left for the netlink
+/// socket: RLIMIT_NOFILE lowered under graceinit for a moment, as a connection flood
+/// would), and the report stops sampling for good ("a failed sample ends it"), yet its
+/// summary shows no sign of it: three connections made once the limit is back are not
+/// in the DrainFinished event, which says "0 arrived after it" as if it had watched.
+/// Either sampling goes on after a failure, or the summary says it stopped.
+#[test]
+fn a_report_that_stopped_sampling_does_not_say_nothing_arrived() {
+    let _serial = serial();
+    let _netns = Netns::enter();
+    let address = app();
+    let (running, _dir) = launch(
+        "b7-sample-fails",
+        "[http]\nlisten = \"127.0.0.1:0\"\n\n[[hooks.pre_stop]]\nsleep = \"3s\"\n",
+        &["sleep", "1000"],
+    );
+    let endpoint = common::endpoints::served_at(&running);
+    wait_ready(&running);
+    running.signal(libc::SIGTERM);
+    wait_until(WAIT, "the drain's first sample", || {
+        traffic(endpoint)["open_at_trigger"] == 0
+    });
+    let pid = running.graceinit_pid();
+    let mut before = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: valid pointers to rlimit structs for the duration of the calls.
+    let rc = unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, std::ptr::null(), &mut before) };
+    assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
+    // No new descriptor at all (0-2 are taken): the next sample's netlink socket fails.
+    let lowered = libc::rlimit {
+        rlim_cur: 3,
+        rlim_max: before.rlim_max,
+    };
+    // SAFETY: as above.
+    let rc = unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, &lowered, std::ptr::null_mut()) };
+    assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
+    wait_until(WAIT, "a failed sample", || {
+        running
+            .stderr_so_far()
+            .contains("the drain's report cannot see the app's connections")
+    });
+    // SAFETY: as above.
+    let rc = unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, &before, std::ptr::null_mut()) };
+    assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
+    for _ in 0..3 {
+        let mut stream = TcpStream::connect(address).unwrap();
+        ping(&mut stream);
+    }
+    let finished = running.wait(WAIT);
+    finished.assert_code(143);
+    let line = drain_finished(&finished);
+    assert!(
+        line.contains(", 3 arrived after it") || line.contains("sampl"),
+        "{line}"
+    );
 }
 
 /// An HTTP app on `listener`: answers each request head `200 ok` on a kept-alive
@@ -458,72 +483,6 @@ fn the_drain_report_does_not_count_graceinit_s_own_hook_requests() {
     let line = drain_finished(&finished);
     assert!(
         line.contains("; connections: 0 open at the trigger, 0 arrived after it, 0 open at the stop signal reason="),
-        "{line}"
-    );
-}
-
-/// Held: a known number of connections during the wait, closed each way (by the client
-/// first, by the app first, reset by the client), all within a few samples: each is one
-/// arrival, in wait_quiet's count and in the report's, none missed, none twice.
-#[test]
-fn each_connection_is_one_arrival_however_it_closes() {
-    let _serial = serial();
-    let _netns = Netns::enter();
-    let keeps = TcpListener::bind("127.0.0.1:0").unwrap();
-    let kept = keeps.local_addr().unwrap();
-    thread::spawn(move || serve(keeps));
-    // This one answers and closes first (its side stays in TIME_WAIT).
-    let closes = TcpListener::bind("127.0.0.1:0").unwrap();
-    let closing = closes.local_addr().unwrap();
-    thread::spawn(move || {
-        for stream in closes.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut buffer = [0; 64];
-            if stream.read(&mut buffer).unwrap_or(0) > 0 {
-                let _ = stream.write_all(b"ok");
-            }
-        }
-    });
-    let (running, _dir) = launch(
-        "b7-exact",
-        &format!(
-            "[[hooks.pre_stop]]\nwait_quiet = {{ ports = [{}, {}], quiet = \"1s\", max = \"10s\" }}\n",
-            kept.port(),
-            closing.port()
-        ),
-        &["sleep", "1000"],
-    );
-    wait_ready(&running);
-    running.signal(libc::SIGTERM);
-    wait_until(WAIT, "the wait to run", || {
-        running.stderr_so_far().contains("action=wait_quiet")
-    });
-    for _ in 0..30 {
-        // The client closes first.
-        let mut stream = TcpStream::connect(kept).unwrap();
-        ping(&mut stream);
-        drop(stream);
-        // The app closes first.
-        let mut stream = TcpStream::connect(closing).unwrap();
-        stream.write_all(b"ping").unwrap();
-        let mut answer = Vec::new();
-        stream.read_to_end(&mut answer).unwrap();
-        assert_eq!(answer, b"ok");
-        // Reset by the client.
-        let mut stream = TcpStream::connect(kept).unwrap();
-        ping(&mut stream);
-        let linger = libc::linger {
-            l_onoff: 1,
-            l_linger: 0,
-        };
-        set_option(&stream, libc::SOL_SOCKET, libc::SO_LINGER, linger);
-    }
-    let finished = running.wait(WAIT);
-    finished.assert_code(143);
-    assert_eq!(arrivals(&finished), 90, "{}", finished.stderr);
-    let line = drain_finished(&finished);
-    assert!(
-        line.contains("; connections: 0 open at the trigger, 90 arrived after it (the last "),
         "{line}"
     );
 }
@@ -695,5 +654,179 @@ fn polls_of_graceinit_s_endpoint_while_thousands_of_sockets_are_sampled_are_not_
             && line.contains("; connections: 3000 open at the trigger, 0 arrived after it, ")
             && report_arrivals.iter().all(|a| *a == Some(0.0)),
         "{over}\n{line}\n/metrics arrivals as scraped: {report_arrivals:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Promises that held
+
+/// Held: a known number of connections during the wait, closed each way (by the client
+/// first, by the app first, reset by the client), all within a few samples: each is one
+/// arrival, in wait_quiet's count and in the report's, none missed, none twice.
+#[test]
+fn each_connection_is_one_arrival_however_it_closes() {
+    let _serial = serial();
+    let _netns = Netns::enter();
+    let keeps = TcpListener::bind("127.0.0.1:0").unwrap();
+    let kept = keeps.local_addr().unwrap();
+    thread::spawn(move || serve(keeps));
+    // This one answers and closes first (its side stays in TIME_WAIT).
+    let closes = TcpListener::bind("127.0.0.1:0").unwrap();
+    let closing = closes.local_addr().unwrap();
+    thread::spawn(move || {
+        for stream in closes.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut buffer = [0; 64];
+            if stream.read(&mut buffer).unwrap_or(0) > 0 {
+                let _ = stream.write_all(b"ok");
+            }
+        }
+    });
+    let (running, _dir) = launch(
+        "b7-exact",
+        &format!(
+            "[[hooks.pre_stop]]\nwait_quiet = {{ ports = [{}, {}], quiet = \"1s\", max = \"10s\" }}\n",
+            kept.port(),
+            closing.port()
+        ),
+        &["sleep", "1000"],
+    );
+    wait_ready(&running);
+    running.signal(libc::SIGTERM);
+    wait_until(WAIT, "the wait to run", || {
+        running.stderr_so_far().contains("action=wait_quiet")
+    });
+    for _ in 0..30 {
+        // The client closes first.
+        let mut stream = TcpStream::connect(kept).unwrap();
+        ping(&mut stream);
+        drop(stream);
+        // The app closes first.
+        let mut stream = TcpStream::connect(closing).unwrap();
+        stream.write_all(b"ping").unwrap();
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).unwrap();
+        assert_eq!(answer, b"ok");
+        // Reset by the client.
+        let mut stream = TcpStream::connect(kept).unwrap();
+        ping(&mut stream);
+        let linger = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        set_option(&stream, libc::SOL_SOCKET, libc::SO_LINGER, linger);
+    }
+    let finished = running.wait(WAIT);
+    finished.assert_code(143);
+    assert_eq!(arrivals(&finished), 90, "{}", finished.stderr);
+    let line = drain_finished(&finished);
+    assert!(
+        line.contains("; connections: 0 open at the trigger, 90 arrived after it (the last "),
+        "{line}"
+    );
+}
+
+/// Held: a listener with TCP_DEFER_ACCEPT (nginx `listen ... deferred`, HAProxy
+/// `defer-accept`) keeps a new connection half-open on the app's side until its first
+/// bytes (for 400 ms here, several samples), then the kernel counts the passive open:
+/// still one arrival, not one for the half-open 4-tuple and one for the open.
+#[test]
+fn a_deferred_accept_connection_is_one_arrival_not_two() {
+    let _serial = serial();
+    let _netns = Netns::enter();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    set_option(
+        &listener,
+        libc::IPPROTO_TCP,
+        libc::TCP_DEFER_ACCEPT,
+        10 as libc::c_int,
+    );
+    let address = listener.local_addr().unwrap();
+    thread::spawn(move || serve(listener));
+    let (running, _dir) = launch(
+        "b7-deferred",
+        &format!(
+            "[[hooks.pre_stop]]\nwait_quiet = {{ ports = [{}], quiet = \"1s\", max = \"10s\" }}\n",
+            address.port()
+        ),
+        &["sleep", "1000"],
+    );
+    wait_ready(&running);
+    running.signal(libc::SIGTERM);
+    wait_until(WAIT, "the wait to run", || {
+        running.stderr_so_far().contains("action=wait_quiet")
+    });
+    let mut stream = TcpStream::connect(address).unwrap();
+    thread::sleep(Duration::from_millis(400)); // the client's think time, not a wait
+    ping(&mut stream);
+    let finished = running.wait(WAIT);
+    drop(stream);
+    finished.assert_code(143);
+    assert_eq!(arrivals(&finished), 1, "{}", finished.stderr);
+    let line = drain_finished(&finished);
+    assert!(
+        line.contains("connections: 0 open at the trigger, 1 arrived after it (the last "),
+        "{line}"
+    );
+}
+
+/// Held: a second drain signal during the wait (SIGINT after the SIGTERM) skips the rest
+/// of the wait and sends the stop signal; a third kills the app. The report follows:
+/// the two idle connections at the trigger and the stop signal, the one that came after
+/// the stop signal, the three open at SIGKILL; graceinit exits with the app's 137.
+#[test]
+fn escalation_during_the_wait_is_reported_stage_by_stage() {
+    let _serial = serial();
+    let _netns = Netns::enter();
+    let address = app();
+    let (running, _dir) = launch(
+        "b7-escalation",
+        &format!(
+            "[signals]\ndrain = [\"SIGTERM\", \"SIGINT\"]\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n\
+             [[hooks.pre_stop]]\nwait_quiet = {{ ports = [{}], quiet = \"20s\", max = \"25s\" }}\n",
+            address.port()
+        ),
+        &["sh", "-c", "trap '' TERM; sleep 1000"],
+    );
+    let endpoint = common::endpoints::served_at(&running);
+    wait_ready(&running);
+    let idle: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect(address).unwrap())
+        .collect();
+    running.signal(libc::SIGTERM);
+    wait_until(WAIT, "the wait and the first sample", || {
+        running.stderr_so_far().contains("action=wait_quiet")
+            && traffic(endpoint)["open_at_trigger"] == 2
+    });
+    let escalated = Instant::now();
+    running.signal(libc::SIGINT);
+    wait_until(WAIT, "the stop signal", || {
+        running
+            .stderr_so_far()
+            .contains("sending the stop signal SIGTERM")
+    });
+    let late = TcpStream::connect(address).unwrap();
+    wait_until(WAIT, "the late arrival in /status", || {
+        traffic(endpoint)["arrivals_after_stop_signal"] == 1
+    });
+    running.signal(libc::SIGINT);
+    let finished = running.wait(WAIT);
+    drop((idle, late));
+    finished.assert_code(137);
+    assert!(
+        escalated.elapsed() < Duration::from_secs(5),
+        "{}",
+        finished.stderr
+    );
+    let line = drain_finished(&finished);
+    assert!(
+        line.contains("; connections: 2 open at the trigger, 1 arrived after it (the last "),
+        "{line}"
+    );
+    assert!(
+        line.contains(
+            ", 1 after the stop signal, 2 open at the stop signal, 3 open at SIGKILL reason="
+        ),
+        "{line}"
     );
 }
