@@ -300,7 +300,7 @@ fn a_drain_during_a_liveness_stop_counts_arrivals_after_the_stop_signal() {
 /// connections made during the baseline's dump are taken off for good, and connections
 /// queued on graceinit's listener at a later sample are not yet accepted; either way a
 /// later sample shows own connections as unseen arrivals (found, over 8 runs: wait_quiet
-/// arrivals=2..24, the report 1..30; some 30 bursts of 200 in 2 s). Both the resets and
+/// arrivals=2..24, the report 1..30, with quiet 1s and some 30 bursts of 200 in 2 s). Both the resets and
 /// the plain requests do it (each alone fails too).
 #[test]
 fn bursts_to_graceinit_s_own_endpoint_are_not_arrivals() {
@@ -311,7 +311,7 @@ fn bursts_to_graceinit_s_own_endpoint_are_not_arrivals() {
         "b7-burst",
         &format!(
             "[http]\nlisten = \"127.0.0.1:0\"\n\n\
-             [[hooks.pre_stop]]\nwait_quiet = {{ ports = [{}], quiet = \"1s\", max = \"20s\" }}\n",
+             [[hooks.pre_stop]]\nwait_quiet = {{ ports = [{}], quiet = \"2s\", max = \"20s\" }}\n",
             address.port()
         ),
         &["sleep", "1000"],
@@ -324,7 +324,7 @@ fn bursts_to_graceinit_s_own_endpoint_are_not_arrivals() {
     });
     let started = Instant::now();
     let mut bursts = 0;
-    while started.elapsed() < Duration::from_millis(2000) {
+    while started.elapsed() < Duration::from_millis(3000) {
         let clients: Vec<_> = (0..200)
             .map(|i| {
                 thread::spawn(move || {
@@ -503,7 +503,8 @@ fn timed_get(address: SocketAddr, path: &str) -> (String, Duration, String) {
 
 /// 3000 idle connections to the app (6000 TCP sockets in the namespace; each sample,
 /// wait_quiet's and the report's, lists them all) while /readyz and /metrics are polled
-/// one request at a time, as a kubelet and a scraper do, through an app that ignores
+/// one request at a time, and /livez by a second client, as a kubelet and a scraper
+/// do, through an app that ignores
 /// SIGTERM. Held: /readyz answers 503 at once all through the drain, /metrics stays valid
 /// Prometheus text, SIGKILL comes at kill_at and graceinit exits then, the report has
 /// the 3000 open at the trigger, the stop signal and SIGKILL. Broken: the polls are
@@ -517,21 +518,7 @@ fn polls_of_graceinit_s_endpoint_while_thousands_of_sockets_are_sampled_are_not_
     let _serial = serial();
     let _netns = Netns::enter();
     const CONNECTIONS: usize = 3000;
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: valid pointers to rlimit structs.
-    unsafe {
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
-        limit.rlim_cur = limit.rlim_max;
-        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
-    }
-    assert!(
-        limit.rlim_max as usize > 2 * CONNECTIONS + 500,
-        "{}",
-        limit.rlim_max
-    );
+    raise_nofile(2 * CONNECTIONS);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let address = listener.local_addr().unwrap();
     let server = thread::spawn(move || {
@@ -586,11 +573,26 @@ fn polls_of_graceinit_s_endpoint_while_thousands_of_sockets_are_sampled_are_not_
             (slowest, polls, scrapes)
         })
     };
+    // A second client, as a kubelet's readiness and liveness probes come side by side.
+    let prober = {
+        let stop = stop.clone();
+        thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                let Ok(mut stream) = TcpStream::connect(endpoint) else {
+                    break; // graceinit has exited
+                };
+                let mut raw = String::new();
+                let _ = stream.write_all(b"GET /livez HTTP/1.0\r\n\r\n");
+                let _ = stream.read_to_string(&mut raw);
+            }
+        })
+    };
     let trigger = Instant::now();
     running.signal(libc::SIGTERM);
     let finished = running.wait(Duration::from_secs(20));
     let exited = trigger.elapsed();
     stop.store(true, Ordering::SeqCst);
+    prober.join().unwrap();
     let (slowest, polls, scrapes) = poller.join().unwrap();
     drop((clients, served));
     finished.assert_code(137);
@@ -659,6 +661,67 @@ fn polls_of_graceinit_s_endpoint_while_thousands_of_sockets_are_sampled_are_not_
 
 // ---------------------------------------------------------------------------------------
 // Promises that held
+
+/// Raises this process's soft RLIMIT_NOFILE to its hard limit (enough for `fds`).
+fn raise_nofile(fds: usize) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: valid pointers to rlimit structs.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        limit.rlim_cur = limit.rlim_max;
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
+    }
+    assert!(limit.rlim_max as usize > fds + 500, "{}", limit.rlim_max);
+}
+
+/// Held: connections made right after the trigger (once graceinit has logged
+/// DrainStarted), with 3000 idle connections in the namespace to slow the first sample
+/// (the report's baseline), are arrivals after it, each once.
+#[test]
+fn connections_right_after_the_trigger_are_arrivals_however_long_the_first_sample_takes() {
+    let _serial = serial();
+    let _netns = Netns::enter();
+    const CONNECTIONS: usize = 3000;
+    raise_nofile(2 * CONNECTIONS);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let server = thread::spawn(move || {
+        let held: Vec<_> = (0..CONNECTIONS)
+            .map(|_| listener.accept().unwrap().0)
+            .collect();
+        (listener, held)
+    });
+    let clients: Vec<TcpStream> = (0..CONNECTIONS)
+        .map(|_| TcpStream::connect(address).unwrap())
+        .collect();
+    let (listener, served) = server.join().unwrap();
+    thread::spawn(move || serve(listener));
+    let (running, _dir) = launch(
+        "b7-first-sample",
+        "[[hooks.pre_stop]]\nsleep = \"2s\"\n",
+        &["sleep", "1000"],
+    );
+    wait_ready(&running);
+    running.signal(libc::SIGTERM);
+    wait_until(WAIT, "the drain", || {
+        running.stderr_so_far().contains("DrainStarted")
+    });
+    for _ in 0..5 {
+        let mut stream = TcpStream::connect(address).unwrap();
+        ping(&mut stream);
+    }
+    let finished = running.wait(WAIT);
+    drop((clients, served));
+    finished.assert_code(143);
+    let line = drain_finished(&finished);
+    assert!(
+        line.contains("; connections: 3000 open at the trigger, 5 arrived after it (the last "),
+        "{line}"
+    );
+}
 
 /// Held: a known number of connections during the wait, closed each way (by the client
 /// first, by the app first, reset by the client), all within a few samples: each is one
