@@ -46,8 +46,9 @@ pub fn run(args: &StatusArgs) -> i32 {
 
 /// The drain's report of the app's connections, in one line.
 fn connections(traffic: &Value) -> String {
+    let failed = traffic["unavailable"] == Value::Bool(true);
     let Some(open_at_trigger) = traffic["open_at_trigger"].as_u64() else {
-        return if traffic["unavailable"] == Value::Bool(true) {
+        return if failed {
             "connections: not seen (the TCP sockets could not be sampled)".into()
         } else {
             "connections: not sampled yet".into()
@@ -72,6 +73,9 @@ fn connections(traffic: &Value) -> String {
         if let Some(open) = traffic[key].as_u64() {
             let _ = write!(line, ", {when} {open}");
         }
+    }
+    if failed {
+        line.push_str(" (some samples failed: the counts may be short)");
     }
     line
 }

@@ -8,6 +8,8 @@ mod quiet;
 mod relay;
 
 use std::sync::{Arc, Mutex, OnceLock};
+
+use hyper_util::client::legacy::connect::HttpInfo;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -249,6 +251,13 @@ pub async fn send_http(
         .send()
         .await
         .map_err(|e| error_chain(&e.without_url()))?;
+    // A connection to a listener in this network namespace (no connection is reused) is
+    // one of graceinit's own for the drain's traffic sampler; its two ends are known
+    // while it is still open, so that the app's end is still graceinit's once
+    // graceinit's is closed.
+    if let Some(info) = response.extensions().get::<HttpInfo>() {
+        own_if_local(info.local_addr(), info.remote_addr());
+    }
     let status = response.status();
     if request.accepts(status.as_u16()) {
         Ok(status)
@@ -260,10 +269,22 @@ pub async fn send_http(
 /// Connects to a tcp action's address, hooks' and `graceinit probe`'s alike; the
 /// connection is the answer, and is closed at once. No time limit: the caller sets one.
 pub async fn connect_tcp(address: &str) -> Result<(), String> {
-    tokio::net::TcpStream::connect(address)
+    let stream = tokio::net::TcpStream::connect(address)
         .await
-        .map(drop)
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    if let (Ok(local), Ok(peer)) = (stream.local_addr(), stream.peer_addr()) {
+        own_if_local(local, peer);
+    }
+    Ok(())
+}
+
+/// A connection of graceinit's own, from `local` to `peer`: if `peer` is a listener in
+/// this network namespace (loopback, or this end's own address), the drain's traffic
+/// sampler is told, so that it does not take it for the app's traffic.
+fn own_if_local(local: std::net::SocketAddr, peer: std::net::SocketAddr) {
+    if peer.ip().is_loopback() || peer.ip() == local.ip() {
+        crate::traffic::own_connection(local, peer);
+    }
 }
 
 /// reqwest's Display hides the cause ("error sending request"); the chain names it

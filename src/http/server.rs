@@ -44,6 +44,8 @@ pub const WRITE_STALL: Duration = Duration::from_secs(5);
 pub fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
     let listener = std::net::TcpListener::bind(address)?;
     listener.set_nonblocking(true)?;
+    // Its connections are not the app's traffic: the drain's sampler counts them out.
+    crate::traffic::own_listener(listener.try_clone()?.into());
     TcpListener::from_std(listener)
 }
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use nix::unistd::Pid;
 use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::oneshot;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use tracing::Level;
@@ -39,8 +40,8 @@ pub(super) struct Executor {
     hook_runs: [Option<AbortHandle>; 4],
     /// The running task of each probe.
     probe_runs: HashMap<ProbeKind, AbortHandle>,
-    /// The drain's traffic sampler.
-    traffic_watch: Option<AbortHandle>,
+    /// The drain's traffic sampler, and how to tell it to take its last sample.
+    traffic_watch: Option<(AbortHandle, oneshot::Sender<()>)>,
 }
 
 impl Executor {
@@ -97,9 +98,9 @@ impl Executor {
                 }
             }
             Action::WatchTraffic => self.watch_traffic(),
-            Action::StopWatchingTraffic => {
-                if let Some(task) = self.traffic_watch.take() {
-                    task.abort();
+            Action::FinishWatchingTraffic => {
+                if let Some((_, finish)) = self.traffic_watch.take() {
+                    let _ = finish.send(());
                 }
             }
             Action::SignalLeftovers { sig, app } => return self.signal_leftovers(sig, app),
@@ -213,26 +214,36 @@ impl Executor {
             })
             .unwrap_or_default();
         let inbox = self.inbox.clone();
+        let (finish, mut finished) = oneshot::channel();
         let task = tokio::spawn(async move {
             let mut sampler = traffic::Sampler::new(&ports, &ignore);
-            let mut last = None;
+            let mut last_open = None;
+            let mut failing = false;
             loop {
                 let next = Instant::now() + traffic::PERIOD;
-                match sampler.next().await {
-                    Ok(seen) if last == Some(seen.open) && seen.arrivals == 0 => {}
-                    Ok(seen) => {
-                        last = Some(seen.open);
-                        let _ = inbox.send(Input::Traffic(Ok(seen)));
-                    }
-                    Err(reason) => {
-                        let _ = inbox.send(Input::Traffic(Err(reason)));
-                        return;
-                    }
+                let seen = sampler.next().await;
+                // Sent on a change only: the first sample, arrivals, a new open count,
+                // a failure (or the end of one).
+                let changed = match &seen {
+                    Ok(seen) => seen.arrivals > 0 || last_open != Some(seen.open) || failing,
+                    Err(_) => !failing,
+                };
+                failing = seen.is_err();
+                if let Ok(seen) = &seen {
+                    last_open = Some(seen.open);
                 }
-                tokio::time::sleep_until(next).await;
+                if changed {
+                    let _ = inbox.send(Input::Traffic { seen, last: false });
+                }
+                tokio::select! {
+                    () = tokio::time::sleep_until(next) => {}
+                    _ = &mut finished => break,
+                }
             }
+            let seen = sampler.last().await;
+            let _ = inbox.send(Input::Traffic { seen, last: true });
         });
-        if let Some(earlier) = self.traffic_watch.replace(task.abort_handle()) {
+        if let Some((earlier, _)) = self.traffic_watch.replace((task.abort_handle(), finish)) {
             earlier.abort();
         }
     }

@@ -108,8 +108,11 @@ pub enum Input {
     /// A time given by `wake_at` has come.
     Timer,
     /// What a sample of the app's TCP traffic showed during the drain (sent on a change
-    /// only), or why none can be taken.
-    Traffic(Result<Observed, String>),
+    /// only), or why none could be taken; `last` after the app's exit.
+    Traffic {
+        seen: Result<Observed, String>,
+        last: bool,
+    },
 }
 
 /// What the executor does for the lifecycle.
@@ -138,9 +141,10 @@ pub enum Action {
     /// Stop a phase's hooks now (their process groups are killed).
     AbortHooks(HookPhase),
     /// Sample the app's TCP traffic every `traffic::PERIOD` for the drain's report,
-    /// answered with `Input::Traffic`, until `StopWatchingTraffic`.
+    /// answered with `Input::Traffic`, until `FinishWatchingTraffic`: one last sample
+    /// now (`last`), then no more.
     WatchTraffic,
-    StopWatchingTraffic,
+    FinishWatchingTraffic,
     /// Run a probe every period, the first time after `first`, until stopped; its results
     /// carry `run`.
     StartProbe {
@@ -244,6 +248,8 @@ pub(super) struct Stop {
     outcome: Option<Result<String, String>>,
     /// The first failure of a pre_stop hook with `on_failure = "fail"`.
     failure: Option<String>,
+    /// When the app got its stop signal.
+    signal_sent_at: Option<Instant>,
 }
 
 /// graceinit is draining: no more restarts, and graceinit is gone by `kill_at`.
@@ -258,6 +264,10 @@ pub(super) struct DrainInfo {
     /// How the pre_stop hooks went (kept once the Stop is over, for late requesters).
     outcome: Option<Result<String, String>>,
     pub traffic: TrafficReport,
+    /// The traffic is being sampled; and, once the app has exited, the DrainFinished
+    /// event waits for the last sample (or graceinit's exit).
+    watching: bool,
+    finished_event: Option<ExitStatus>,
 }
 
 /// How the app's last run ended, and what that means.
@@ -324,10 +334,13 @@ pub(super) enum Stage {
         ending: Ending,
         until: Instant,
     },
-    /// Letting the output in flight reach stderr, then exit with `code`.
+    /// Letting the output in flight reach stderr, then exit with `code`; first, until
+    /// `report_until` at the most, waiting for the drain's last traffic sample, so that
+    /// DrainFinished has what arrived just before the app's exit.
     Flushing {
         code: i32,
         by: Instant,
+        report_until: Option<Instant>,
     },
     Exited,
 }
@@ -514,7 +527,7 @@ impl Lifecycle {
             Input::OutputFlushed => self.on_output_flushed(),
             Input::DrainRequested(waiter) => self.on_drain_requested(waiter, now),
             Input::Timer => self.on_timer(now),
-            Input::Traffic(seen) => self.on_traffic(seen, now),
+            Input::Traffic { seen, last } => self.on_traffic(seen, last, now),
         }
         if self.marker() != before {
             self.revision += 1;
@@ -544,7 +557,9 @@ impl Lifecycle {
             },
             Stage::PostStop { .. } => self.exit_deadline(),
             Stage::BackOff { until, .. } => Some(until),
-            Stage::Flushing { by, .. } => Some(by),
+            Stage::Flushing {
+                by, report_until, ..
+            } => Some(report_until.unwrap_or(by)),
         }
     }
 
@@ -725,11 +740,16 @@ impl Lifecycle {
             finished_at: None,
             outcome: None,
             traffic: TrafficReport::default(),
+            watching: false,
+            finished_event: None,
         });
         self.ready = false;
         self.stop_probes();
         if self.app.pid.is_some() || self.stage == Stage::Starting {
             self.out.push(Action::WatchTraffic);
+            if let Some(drain) = &mut self.drain {
+                drain.watching = true;
+            }
         }
         match &mut self.stage {
             Stage::Starting | Stage::Up | Stage::Stopping { .. } => match &mut self.stop {
@@ -755,6 +775,11 @@ impl Lifecycle {
                     stop.signalled = true;
                     if let Stage::Stopping { kill_at, .. } = &mut self.stage {
                         *kill_at = (*kill_at).min(deadlines.kill_at);
+                    }
+                    // The stop signal already out: everything the drain sees comes after it.
+                    if let (Some(sent), Some(drain)) = (stop.signal_sent_at, &mut self.drain) {
+                        drain.stop_signal_at = Some(sent);
+                        drain.traffic.stop_signal_sent();
                     }
                     let stopping_after = match cause {
                         StopCause::FailedPostStart => "after a failed post_start hook".to_string(),
@@ -790,8 +815,14 @@ impl Lifecycle {
                     ),
                     now,
                 );
-                if let Stage::Flushing { by, .. } = &mut self.stage {
+                if let Stage::Flushing {
+                    by, report_until, ..
+                } = &mut self.stage
+                {
                     *by = (*by).min(deadlines.kill_at.max(now + LAST_LINES));
+                    if let Some(until) = report_until {
+                        *until = (*until).min(*by);
+                    }
                 }
             }
             Stage::Exited => {}
@@ -819,6 +850,7 @@ impl Lifecycle {
             waiters: Vec::new(),
             outcome: None,
             failure: None,
+            signal_sent_at: None,
         });
         if cause == StopCause::FailedPostStart {
             // No pre_stop hook before the stop signal: Kubernetes' FailedPostStartHook
@@ -890,6 +922,7 @@ impl Lifecycle {
     fn send_stop_signal(&mut self, now: Instant) {
         let Some(stop) = &mut self.stop else { return };
         stop.stage = StopStage::Past;
+        stop.signal_sent_at.get_or_insert(now);
         let kill_at = stop.deadlines.kill_at;
         let Some(pid) = self.app.pid else { return };
         if self.abort(HookPhase::OnReady) {
@@ -948,17 +981,27 @@ impl Lifecycle {
         self.out.push(Action::KillApp(pid));
     }
 
-    /// A sample for the drain's report; none come once the app has exited.
-    fn on_traffic(&mut self, seen: Result<Observed, String>, now: Instant) {
-        let Some(drain) = self.drain.as_mut().filter(|d| d.finished_at.is_none()) else {
+    /// A sample for the drain's report. One taken after the app's exit counts only as
+    /// the last (what arrived before the exit), never as what was open at the trigger.
+    fn on_traffic(&mut self, seen: Result<Observed, String>, last: bool, now: Instant) {
+        let Some(drain) = self.drain.as_mut() else {
             return;
         };
+        let exited = drain.finished_at;
         match seen {
-            Ok(seen) => {
+            Ok(seen) if exited.is_none_or(|exit| seen.taken_at < exit) => {
                 let stop_signal_sent = drain.stop_signal_at.is_some();
                 let killed = drain.killed_at.is_some();
                 drain.traffic.observed(seen, now, stop_signal_sent, killed);
             }
+            Ok(seen) if last && drain.traffic.sampled() => {
+                // What arrived by the exit: the last arrival no later than the exit.
+                let at = exited.map_or(now, |exit| exit.min(now));
+                drain
+                    .traffic
+                    .observed(seen, at, drain.stop_signal_at.is_some(), false);
+            }
+            Ok(_) => {}
             Err(reason) if !drain.traffic.unavailable => {
                 drain.traffic.unavailable = true;
                 self.log(
@@ -968,6 +1011,27 @@ impl Lifecycle {
             }
             Err(_) => {}
         }
+        if last {
+            self.report_done(now);
+        }
+    }
+
+    /// The DrainFinished event, with the report, once the app has exited (at most once).
+    fn record_drain_finished(&mut self, now: Instant) {
+        let Some(drain) = &mut self.drain else { return };
+        let (Some(status), Some(exited)) = (drain.finished_event.take(), drain.finished_at) else {
+            return;
+        };
+        let trigger = drain.deadlines.started_at;
+        let traffic = drain.traffic.summary(trigger);
+        self.record(
+            Reason::DrainFinished,
+            format!(
+                "the app exited ({status}) {:.3?} after the trigger; {traffic}",
+                exited - trigger
+            ),
+            now,
+        );
     }
 
     fn on_drain_requested(&mut self, waiter: u64, now: Instant) {
@@ -1080,17 +1144,14 @@ impl Lifecycle {
         match &mut self.drain {
             Some(drain) => {
                 drain.finished_at = Some(now);
-                let trigger = drain.deadlines.started_at;
-                let traffic = drain.traffic.summary(trigger);
-                self.out.push(Action::StopWatchingTraffic);
-                self.record(
-                    Reason::DrainFinished,
-                    format!(
-                        "the app exited ({status}) {:.3?} after the trigger; {traffic}",
-                        now - trigger
-                    ),
-                    now,
-                );
+                drain.finished_event = Some(status);
+                if drain.watching {
+                    // DrainFinished once the last sample is in.
+                    drain.watching = false;
+                    self.out.push(Action::FinishWatchingTraffic);
+                } else {
+                    self.record_drain_finished(now);
+                }
             }
             None => self.log(Level::INFO, format!("the app exited ({status})")),
         }
@@ -1275,8 +1336,38 @@ impl Lifecycle {
         let by = self
             .cut_at_kill_at(now + OUTPUT_AT_EXIT)
             .max(now + LAST_LINES);
-        self.stage = Stage::Flushing { code, by };
-        self.out.push(Action::FlushOutput { by });
+        let report_pending = self
+            .drain
+            .as_ref()
+            .is_some_and(|d| d.finished_event.is_some());
+        // The last sample takes a few milliseconds: it gets LAST_LINES at the most, and
+        // only when the flush has longer (not past kill_at: the last lines come first).
+        let report_until = (report_pending && by > now + LAST_LINES).then(|| now + LAST_LINES);
+        if report_until.is_none() {
+            self.record_drain_finished(now);
+        }
+        self.stage = Stage::Flushing {
+            code,
+            by,
+            report_until,
+        };
+        if report_until.is_none() {
+            self.out.push(Action::FlushOutput { by });
+        }
+    }
+
+    /// The drain's report is in (or will not come): DrainFinished, then the flush.
+    fn report_done(&mut self, now: Instant) {
+        self.record_drain_finished(now);
+        if let Stage::Flushing {
+            by, report_until, ..
+        } = &mut self.stage
+        {
+            if report_until.take().is_some() {
+                let by = *by;
+                self.out.push(Action::FlushOutput { by });
+            }
+        }
     }
 
     fn on_output_flushed(&mut self) {
@@ -1588,7 +1679,11 @@ impl Lifecycle {
                 self.end_leftovers(ending, Then::Finish);
             }
             Stage::BackOff { until, .. } if now >= until => self.start_app(),
-            Stage::Flushing { code, by } if now >= by => self.exit(code),
+            Stage::Flushing {
+                report_until: Some(until),
+                ..
+            } if now >= until => self.report_done(now),
+            Stage::Flushing { code, by, .. } if now >= by => self.exit(code),
             _ => {}
         }
     }

@@ -146,7 +146,7 @@ fn effects(actions: &[Action]) -> Vec<Action> {
                 Action::Log(..)
                     | Action::Announce(_)
                     | Action::WatchTraffic
-                    | Action::StopWatchingTraffic
+                    | Action::FinishWatchingTraffic
             )
         })
         .cloned()
@@ -333,11 +333,20 @@ fn the_drain_reports_the_traffic_from_the_trigger_to_the_apps_exit() {
     run.at(5.0);
     let actions = run.signal(TERM);
     assert!(actions.contains(&Action::WatchTraffic), "{actions:?}");
-    let seen = |arrivals, open| Input::Traffic(Ok(Observed { arrivals, open }));
+    let t0 = run.t0;
+    // A sample begun at `at` seconds: `arrivals` since the one before, `open` now.
+    let seen = |arrivals, open, at: f64, last| Input::Traffic {
+        seen: Ok(Observed {
+            arrivals,
+            open,
+            taken_at: t0 + secs(at),
+        }),
+        last,
+    };
     run.at(5.1);
-    run.on(seen(0, 3));
+    run.on(seen(0, 3, 5.0, false));
     run.at(6.0);
-    run.on(seen(2, 4));
+    run.on(seen(2, 4, 5.9, false));
     let pre_stop = hook_run(&actions, HookPhase::PreStop).unwrap();
     run.at(7.0);
     run.on(Input::PhaseDone {
@@ -346,7 +355,7 @@ fn the_drain_reports_the_traffic_from_the_trigger_to_the_apps_exit() {
         ok: true,
     });
     run.at(7.5);
-    run.on(seen(1, 1));
+    run.on(seen(1, 1, 7.4, false));
     let traffic = run.lifecycle.snapshot().drain.unwrap().traffic;
     assert_eq!(
         traffic,
@@ -364,20 +373,28 @@ fn the_drain_reports_the_traffic_from_the_trigger_to_the_apps_exit() {
     run.at(8.0);
     let actions = run.exits(ExitStatus::Exited(0));
     assert!(
-        actions.contains(&Action::StopWatchingTraffic),
+        actions.contains(&Action::FinishWatchingTraffic),
         "{actions:?}"
     );
+    // DrainFinished waits for the last sample.
+    assert_eq!(reasons(&actions), []);
+    // A periodic sample begun after the exit changes nothing.
+    run.at(8.02);
+    run.on(seen(5, 5, 8.01, false));
+    assert_eq!(run.lifecycle.snapshot().drain.unwrap().traffic, traffic);
+    // The last one: what arrived by the exit (its time is the exit's at the latest).
+    run.at(8.05);
+    let actions = run.on(seen(1, 0, 8.03, true));
     assert_eq!(
         messages(&actions),
         [
             "DrainFinished: the app exited (exit code 0) 3.000s after the trigger; connections: 3 open at the \
-         trigger, 3 arrived after it (the last 2.500s after the trigger), 1 after the stop \
+         trigger, 4 arrived after it (the last 3.000s after the trigger), 2 after the stop \
          signal, 4 open at the stop signal"
         ]
     );
-    // A late sample changes nothing.
-    run.on(seen(5, 5));
-    assert_eq!(run.lifecycle.snapshot().drain.unwrap().traffic, traffic);
+    // Once.
+    assert_eq!(reasons(&run.on(seen(1, 0, 8.06, true))), []);
 }
 
 #[test]
@@ -385,14 +402,27 @@ fn a_drain_whose_traffic_cannot_be_sampled_says_so_once() {
     let mut run = Run::running(settings(&[]));
     run.signal(TERM);
     let before = run.lifecycle.revision();
-    let actions = run.on(Input::Traffic(Err("Operation not permitted".into())));
+    let actions = run.on(Input::Traffic {
+        seen: Err("Operation not permitted".into()),
+        last: false,
+    });
     assert_eq!(
         messages(&actions),
         ["the drain's report cannot see the app's connections: Operation not permitted"]
     );
     assert!(run.lifecycle.revision() > before);
-    assert!(run.on(Input::Traffic(Err("again".into()))).is_empty());
-    let actions = run.exits(ExitStatus::Exited(0));
+    assert!(
+        run.on(Input::Traffic {
+            seen: Err("again".into()),
+            last: false,
+        })
+        .is_empty()
+    );
+    run.exits(ExitStatus::Exited(0));
+    let actions = run.on(Input::Traffic {
+        seen: Err("again".into()),
+        last: true,
+    });
     assert!(
         messages(&actions)[0]
             .ends_with("; connections: not seen (the TCP sockets could not be sampled)"),
@@ -401,10 +431,35 @@ fn a_drain_whose_traffic_cannot_be_sampled_says_so_once() {
 }
 
 #[test]
+fn without_its_last_sample_the_drain_finishes_at_graceinits_exit() {
+    let mut run = Run::running(settings(&[]));
+    run.signal(TERM);
+    assert_eq!(reasons(&run.exits(ExitStatus::Exited(0))), []);
+    // The flush waits LAST_LINES at the most for the last sample.
+    let actions = run.nothing_left();
+    assert_eq!(reasons(&actions), []);
+    assert_eq!(effects(&actions), []);
+    assert_eq!(run.wake_in(), Some(LAST_LINES));
+    let actions = run.timer();
+    assert_eq!(reasons(&actions), [Reason::DrainFinished]);
+    assert_eq!(
+        effects(&actions),
+        [Action::FlushOutput {
+            by: run.now - LAST_LINES + OUTPUT_AT_EXIT
+        }]
+    );
+    assert!(
+        messages(&actions)[0]
+            .ends_with("; connections: not seen (the app exited before the first sample)"),
+        "{actions:?}"
+    );
+}
+
+#[test]
 fn no_traffic_is_watched_without_an_app_or_outside_a_drain() {
     let mut run = Run::running(settings(&[]));
     let actions = run.exits(ExitStatus::Exited(0));
-    assert!(!actions.contains(&Action::StopWatchingTraffic));
+    assert!(!actions.contains(&Action::FinishWatchingTraffic));
     let actions = run.nothing_left();
     assert!(!actions.contains(&Action::WatchTraffic));
 }
@@ -424,8 +479,12 @@ fn a_drain_without_hooks_stops_at_once_and_kills_at_the_grace_periods_end() {
     assert_eq!(effects(&actions), [Action::KillApp(pid(100))]);
     assert_eq!(run.lifecycle.snapshot().drain.unwrap().stage, "killed");
     assert_eq!(run.wake_in(), None);
-    let actions = run.exits(ExitStatus::Signaled(KILL));
-    assert_eq!(reasons(&actions), [Reason::DrainFinished]);
+    run.exits(ExitStatus::Signaled(KILL));
+    let last = Input::Traffic {
+        seen: Err("no sample in this test".into()),
+        last: true,
+    };
+    assert_eq!(reasons(&run.on(last)), [Reason::DrainFinished]);
     let actions = run.nothing_left();
     // At kill_at already: the last lines (the Killing event) get LAST_LINES, no more.
     assert_eq!(

@@ -26,7 +26,7 @@ pub struct TrafficReport {
     pub open_at_stop_signal: Option<usize>,
     /// Open at SIGKILL, likewise.
     pub open_at_kill: Option<usize>,
-    /// The sockets could not be sampled: the report has nothing to say.
+    /// A sample failed: the report may be short (or, without a first sample, empty).
     pub unavailable: bool,
 }
 
@@ -72,7 +72,11 @@ impl TrafficReport {
     /// it (the last 2.104s after the trigger), 0 open at the stop signal".
     pub fn summary(&self, trigger: Instant) -> String {
         let Some(open_at_trigger) = self.open_at_trigger else {
-            return "connections: not seen (the TCP sockets could not be sampled)".into();
+            return if self.unavailable {
+                "connections: not seen (the TCP sockets could not be sampled)".into()
+            } else {
+                "connections: not seen (the app exited before the first sample)".into()
+            };
         };
         let mut out = format!(
             "connections: {open_at_trigger} open at the trigger, {} arrived after it",
@@ -94,6 +98,9 @@ impl TrafficReport {
         if let Some(open) = self.open_at_kill {
             let _ = write!(out, ", {open} open at SIGKILL");
         }
+        if self.unavailable {
+            out.push_str(" (some samples failed: the counts may be short)");
+        }
         out
     }
 }
@@ -105,7 +112,11 @@ mod tests {
     use super::*;
 
     fn seen(arrivals: usize, open: usize) -> Observed {
-        Observed { arrivals, open }
+        Observed {
+            arrivals,
+            open,
+            taken_at: Instant::now(),
+        }
     }
 
     #[test]

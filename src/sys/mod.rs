@@ -6,6 +6,7 @@
 pub mod proc;
 pub mod process;
 pub mod signals;
+pub mod socket;
 pub mod spawn;
 pub mod timer;
 pub mod wait;

@@ -2,10 +2,14 @@
 //! (inet_diag): listeners, and connections with what tcp_info says they received.
 //! Blocking: run it off the event loop (`spawn_blocking`).
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::time::Instant;
 
 use netlink_packet_core::{
     NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
@@ -36,40 +40,112 @@ pub struct TcpSocket {
 }
 
 /// What one look at the namespace found, and which socket inodes are graceinit's own.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Sample {
+    /// When the sample was begun.
+    pub taken_at: Instant,
     pub sockets: Vec<TcpSocket>,
     pub own_inodes: HashSet<u32>,
+    /// graceinit's own recent connections to local listeners, (its end, the listener's).
+    pub own_tuples: Vec<(SocketAddr, SocketAddr)>,
     /// The namespace's count of passive TCP opens, read before the sockets were listed;
     /// None if /proc/net/snmp cannot be read.
     pub passive_opens: Option<u64>,
-    /// The TCP connections graceinit itself had accepted, read after the listing.
+    /// The TCP connections graceinit's own listeners had accepted or had waiting to be,
+    /// read right after `passive_opens`.
     pub own_accepts: u64,
 }
 
 /// Lists the TCP sockets (IPv4 and IPv6): listening, open, closing and in TIME_WAIT; and
 /// graceinit's own socket inodes.
 pub fn sample() -> io::Result<Sample> {
-    // In this order: an open counted here is listed below unless it is gone already;
-    // graceinit's accepts, counted last, include every own connection counted here.
-    let passive_opens = passive_opens();
+    // In this order, and at once: every open the kernel has counted is, by the time the
+    // next two are read, either waiting in graceinit's accept queue or accepted (so
+    // graceinit's own are never short, which would show as an arrival), or not
+    // graceinit's; and an open counted here is listed below unless it is gone already.
+    let taken_at = Instant::now();
+    let opens = passive_opens();
+    let own_accepts = own_opens();
     let mut sockets = dump(AF_INET)?;
     sockets.extend(dump(AF_INET6)?);
     let own_inodes = own_socket_inodes()?;
+    let own_tuples = OWN_TUPLES
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .iter()
+        .copied()
+        .collect();
     Ok(Sample {
+        own_tuples,
+        taken_at,
         sockets,
         own_inodes,
-        passive_opens,
-        own_accepts: OWN_ACCEPTS.load(Ordering::SeqCst),
+        passive_opens: opens,
+        own_accepts,
     })
 }
 
 /// TCP connections graceinit's own listeners have accepted (its health endpoints).
 static OWN_ACCEPTS: AtomicU64 = AtomicU64::new(0);
 
+/// graceinit's own listening sockets (copies of their descriptors).
+static OWN_LISTENERS: Mutex<Vec<OwnedFd>> = Mutex::new(Vec::new());
+
 /// Called by graceinit's own TCP servers for each connection they accept.
 pub fn accepted_one() {
     OWN_ACCEPTS.fetch_add(1, Ordering::SeqCst);
+}
+
+/// graceinit's own connections to listeners in its network namespace (hooks', probes'):
+/// opens the kernel counts that are not the app's traffic.
+static OWN_CONNECTIONS: AtomicU64 = AtomicU64::new(0);
+
+/// Records one of graceinit's own connections to a local listener, by its two ends
+/// (graceinit's, the listener's), once made: counted late, it is an open for a sample
+/// or two that the next ones take back (the tracker waits for them to agree).
+pub fn own_connection(local: SocketAddr, peer: SocketAddr) {
+    OWN_CONNECTIONS.fetch_add(1, Ordering::SeqCst);
+    let mut tuples = OWN_TUPLES
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if tuples.len() == OWN_TUPLES_KEPT {
+        tuples.pop_front();
+    }
+    tuples.push_back((local, peer));
+}
+
+/// graceinit's latest own connections to local listeners, (its end, the listener's).
+static OWN_TUPLES: Mutex<VecDeque<(SocketAddr, SocketAddr)>> = Mutex::new(VecDeque::new());
+
+/// How many of them are kept: more than any drain's hooks make in the time the app's end
+/// of a connection stays in the samples (TIME_WAIT, a minute).
+const OWN_TUPLES_KEPT: usize = 256;
+
+/// Called by graceinit's own TCP servers for their listening socket, once bound.
+pub fn own_listener(listener: OwnedFd) {
+    OWN_LISTENERS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .push(listener);
+}
+
+/// The connections graceinit's own listeners have accepted or have waiting, in that
+/// order: one dequeued between the two reads is still counted once.
+fn own_opens() -> u64 {
+    let own = own_queued() + OWN_ACCEPTS.load(Ordering::SeqCst);
+    own.wrapping_add(OWN_CONNECTIONS.load(Ordering::SeqCst))
+}
+
+/// The connections waiting to be accepted by graceinit's own listeners.
+fn own_queued() -> u64 {
+    let listeners = OWN_LISTENERS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    listeners
+        .iter()
+        .filter_map(|fd| crate::sys::socket::accept_queue(fd.as_fd()).ok())
+        .map(u64::from)
+        .sum()
 }
 
 /// `PassiveOpens` of the `Tcp:` lines of /proc/net/snmp: the network namespace's

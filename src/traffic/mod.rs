@@ -10,23 +10,31 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use crate::config::Cidr;
 use diag::Sample;
 #[cfg(test)]
 use diag::TcpSocket;
-pub use diag::accepted_one;
+pub use diag::{accepted_one, own_connection, own_listener};
 
 /// How often the sockets are sampled while someone watches.
 pub const PERIOD: Duration = Duration::from_millis(100);
 
+/// How many samples in a row must count an open that no sample saw before it is an
+/// arrival (it is then counted PERIOD x (CONFIRMING - 1) late).
+const CONFIRMING: usize = 3;
+
 /// What one sample showed, next to the ones before it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Observed {
     /// New connections, and open ones that received bytes, since the last sample.
     pub arrivals: usize,
     /// Connections open to the watched listeners now (established, half-open, or closed
     /// by the peer only; not the ones the app has closed).
     pub open: usize,
+    /// When the sample was begun.
+    pub taken_at: Instant,
 }
 
 /// Arrivals as a function of samples: the first sample is the baseline (what is open at
@@ -42,7 +50,7 @@ pub struct Observed {
 /// unseen, and each is an arrival (on which port, from which peer, nobody can tell: for
 /// quiet, counting them errs on the side of waiting). The count is kept as running
 /// totals, so that an open counted before its socket is seen (or after) is not counted
-/// twice.
+/// twice, and an unseen one is counted when the next samples confirm it (200 ms late).
 pub struct Tracker {
     ports: Vec<u16>,
     ignore: Vec<Cidr>,
@@ -57,6 +65,8 @@ pub struct Tracker {
     /// less those seen; and the most of it counted as arrivals so far.
     unseen: i64,
     unseen_counted: i64,
+    /// The count at the samples before (CONFIRMING - 1 of them).
+    earlier: [i64; CONFIRMING - 1],
     /// The kernel's count and graceinit's accepts at the last sample.
     counters: Option<(u64, u64)>,
     baseline: bool,
@@ -74,12 +84,15 @@ impl Tracker {
             passive: HashSet::new(),
             unseen: 0,
             unseen_counted: 0,
+            earlier: [0; CONFIRMING - 1],
             counters: None,
             baseline: true,
         }
     }
 
-    pub fn observe(&mut self, sample: &Sample) -> Observed {
+    /// The next sample; `last` when no other will follow (connections that came unseen
+    /// are then counted without waiting for a next sample to confirm them).
+    pub fn observe(&mut self, sample: &Sample, last: bool) -> Observed {
         let own = |inode: u32| inode != 0 && sample.own_inodes.contains(&inode);
         // Every listener's but graceinit's own (its health endpoint).
         let listeners: HashSet<u16> = sample
@@ -111,7 +124,7 @@ impl Tracker {
             .filter(|s| !s.listening && listeners.contains(&s.local.port()))
             .map(|s| (s.local, s.peer))
             .collect();
-        let unseen = self.unseen_arrivals(sample, passive.difference(&self.passive).count());
+        let unseen = self.unseen_arrivals(sample, passive.difference(&self.passive).count(), last);
         self.passive = passive;
         // graceinit's own connections (probes, hooks) as the app's side sees them.
         self.own
@@ -121,9 +134,14 @@ impl Tracker {
                 .sockets
                 .iter()
                 .filter(|s| !s.listening && own(s.inode))
-                .map(|s| (s.peer, s.local)),
+                .map(|s| (s.peer, s.local))
+                .chain(sample.own_tuples.iter().map(|&(local, peer)| (peer, local))),
         );
-        let mut observed = Observed::default();
+        let mut observed = Observed {
+            arrivals: 0,
+            open: 0,
+            taken_at: sample.taken_at,
+        };
         let mut now_open = HashMap::new();
         for socket in &sample.sockets {
             if socket.listening
@@ -165,18 +183,34 @@ impl Tracker {
 
     /// The passive opens of this sample's interval that no sample saw (`seen_new` were
     /// seen), counted once.
-    fn unseen_arrivals(&mut self, sample: &Sample, seen_new: usize) -> usize {
+    fn unseen_arrivals(&mut self, sample: &Sample, seen_new: usize, last: bool) -> usize {
         let Some(opens) = sample.passive_opens else {
             return 0;
         };
+        // The baseline's counts are read before its listing: a connection opened while
+        // the listing was made may be in it (open at the start) and be counted as an
+        // arrival too - never neither.
         let counters = (opens, sample.own_accepts);
         let Some((opens_before, own_before)) = self.counters.replace(counters) else {
-            return 0; // the baseline
+            return 0;
         };
         let opened = opens.wrapping_sub(opens_before) as i64;
         let own = sample.own_accepts.wrapping_sub(own_before) as i64;
         self.unseen += opened - own - seen_new as i64;
-        let new = (self.unseen - self.unseen_counted).max(0);
+        // Counted once CONFIRMING samples agree: the counters and the listing are read at
+        // slightly different instants, and graceinit counts its own connections once
+        // made, so a connection can show in one before the other for a sample or two;
+        // a connection that came unseen stays in the count.
+        let confirmed = if last {
+            self.unseen
+        } else {
+            self.earlier
+                .iter()
+                .fold(self.unseen, |least, &level| least.min(level))
+        };
+        self.earlier.rotate_right(1);
+        self.earlier[0] = self.unseen;
+        let new = (confirmed - self.unseen_counted).max(0);
         self.unseen_counted += new;
         new as usize
     }
@@ -204,13 +238,22 @@ impl Sampler {
     /// /proc/self/fd and /proc/net/snmp, and the tracking, which costs time in the
     /// number of sockets.
     pub async fn next(&mut self) -> Result<Observed, String> {
+        self.sample(false).await
+    }
+
+    /// The last sample: what came unseen since the one before counts at once.
+    pub async fn last(&mut self) -> Result<Observed, String> {
+        self.sample(true).await
+    }
+
+    async fn sample(&mut self, last: bool) -> Result<Observed, String> {
         // A sample whose caller gave up on it took the tracker along: start over.
         let mut tracker = self
             .tracker
             .take()
             .unwrap_or_else(|| Tracker::new(&self.ports, &self.ignore));
         let sampled = tokio::task::spawn_blocking(move || {
-            let observed = diag::sample().map(|sample| tracker.observe(&sample));
+            let observed = diag::sample().map(|sample| tracker.observe(&sample, last));
             (tracker, observed)
         })
         .await;

@@ -39,8 +39,22 @@ fn sample(sockets: Vec<TcpSocket>, own: &[u32]) -> Sample {
     Sample {
         sockets,
         own_inodes: own.iter().copied().collect::<HashSet<u32>>(),
+        own_tuples: Vec::new(),
+        taken_at: tokio::time::Instant::now(),
         passive_opens: None,
         own_accepts: 0,
+    }
+}
+
+/// (arrivals, open) of an observation.
+fn seen(observed: Observed) -> (usize, usize) {
+    (observed.arrivals, observed.open)
+}
+
+impl Tracker {
+    /// A sample that is not the last.
+    fn observe_now(&mut self, sample: &Sample) -> Observed {
+        self.observe(sample, false)
     }
 }
 
@@ -61,21 +75,9 @@ fn what_is_open_at_the_start_is_not_an_arrival_and_a_new_tuple_is() {
         ],
         &[],
     );
-    assert_eq!(
-        tracker.observe(&first),
-        Observed {
-            arrivals: 0,
-            open: 1
-        }
-    );
+    assert_eq!(seen(tracker.observe_now(&first)), (0, 1));
     // Same connection, nothing received: nothing arrived.
-    assert_eq!(
-        tracker.observe(&first),
-        Observed {
-            arrivals: 0,
-            open: 1
-        }
-    );
+    assert_eq!(seen(tracker.observe_now(&first)), (0, 1));
     let second = sample(
         vec![
             listener("0.0.0.0:8080", 1),
@@ -84,68 +86,32 @@ fn what_is_open_at_the_start_is_not_an_arrival_and_a_new_tuple_is() {
         ],
         &[],
     );
-    assert_eq!(
-        tracker.observe(&second),
-        Observed {
-            arrivals: 1,
-            open: 2
-        }
-    );
-    assert_eq!(
-        tracker.observe(&second),
-        Observed {
-            arrivals: 0,
-            open: 2
-        }
-    );
+    assert_eq!(seen(tracker.observe_now(&second)), (1, 2));
+    assert_eq!(seen(tracker.observe_now(&second)), (0, 2));
 }
 
 #[test]
 fn bytes_on_an_open_connection_are_an_arrival() {
     let mut tracker = tracker(&[8080], &[]);
-    tracker.observe(&sample(vec![conn(APP, "10.1.0.1:40000", 2, 100)], &[]));
+    tracker.observe_now(&sample(vec![conn(APP, "10.1.0.1:40000", 2, 100)], &[]));
     let more = sample(vec![conn(APP, "10.1.0.1:40000", 2, 180)], &[]);
-    assert_eq!(
-        tracker.observe(&more),
-        Observed {
-            arrivals: 1,
-            open: 1
-        }
-    );
-    assert_eq!(
-        tracker.observe(&more),
-        Observed {
-            arrivals: 0,
-            open: 1
-        }
-    );
+    assert_eq!(seen(tracker.observe_now(&more)), (1, 1));
+    assert_eq!(seen(tracker.observe_now(&more)), (0, 1));
 }
 
 #[test]
 fn a_closed_then_reused_tuple_counts_again() {
     let mut tracker = tracker(&[8080], &[]);
-    tracker.observe(&sample(vec![conn(APP, "10.1.0.1:40000", 2, 10)], &[]));
-    assert_eq!(
-        tracker.observe(&sample(vec![], &[])),
-        Observed {
-            arrivals: 0,
-            open: 0
-        }
-    );
+    tracker.observe_now(&sample(vec![conn(APP, "10.1.0.1:40000", 2, 10)], &[]));
+    assert_eq!(seen(tracker.observe_now(&sample(vec![], &[]))), (0, 0));
     let again = sample(vec![conn(APP, "10.1.0.1:40000", 9, 10)], &[]);
-    assert_eq!(
-        tracker.observe(&again),
-        Observed {
-            arrivals: 1,
-            open: 1
-        }
-    );
+    assert_eq!(seen(tracker.observe_now(&again)), (1, 1));
 }
 
 #[test]
 fn other_ports_ignored_peers_and_graceinits_own_connections_do_not_count() {
     let mut tracker = tracker(&[8080], &["10.9.0.0/16"]);
-    tracker.observe(&sample(vec![], &[]));
+    tracker.observe_now(&sample(vec![], &[]));
     let next = sample(
         vec![
             // Another port.
@@ -159,28 +125,16 @@ fn other_ports_ignored_peers_and_graceinits_own_connections_do_not_count() {
         ],
         &[7],
     );
-    assert_eq!(
-        tracker.observe(&next),
-        Observed {
-            arrivals: 0,
-            open: 0
-        }
-    );
+    assert_eq!(seen(tracker.observe_now(&next)), (0, 0));
     // Loopback from anyone else is traffic (a mesh sidecar forwards over it).
     let sidecar = sample(vec![conn("127.0.0.1:8080", "127.0.0.1:42000", 9, 1)], &[7]);
-    assert_eq!(
-        tracker.observe(&sidecar),
-        Observed {
-            arrivals: 1,
-            open: 1
-        }
-    );
+    assert_eq!(seen(tracker.observe_now(&sidecar)), (1, 1));
 }
 
 #[test]
 fn without_ports_every_listener_but_graceinits_own_is_watched() {
     let mut tracker = tracker(&[], &[]);
-    tracker.observe(&sample(vec![], &[]));
+    tracker.observe_now(&sample(vec![], &[]));
     let next = sample(
         vec![
             listener("0.0.0.0:8080", 1),
@@ -194,60 +148,30 @@ fn without_ports_every_listener_but_graceinits_own_is_watched() {
         ],
         &[3],
     );
-    assert_eq!(
-        tracker.observe(&next),
-        Observed {
-            arrivals: 2,
-            open: 2
-        }
-    );
+    assert_eq!(seen(tracker.observe_now(&next)), (2, 2));
 }
 
 #[test]
 fn a_half_open_connection_arrives_once() {
     let mut tracker = tracker(&[8080], &[]);
-    tracker.observe(&sample(vec![], &[]));
+    tracker.observe_now(&sample(vec![], &[]));
     let mut syn = conn(APP, "10.1.0.1:40000", 0, 0);
     syn.bytes_received = None;
-    assert_eq!(
-        tracker.observe(&sample(vec![syn], &[])),
-        Observed {
-            arrivals: 1,
-            open: 1
-        }
-    );
+    assert_eq!(seen(tracker.observe_now(&sample(vec![syn], &[]))), (1, 1));
     let established = sample(vec![conn(APP, "10.1.0.1:40000", 5, 0)], &[]);
-    assert_eq!(
-        tracker.observe(&established),
-        Observed {
-            arrivals: 0,
-            open: 1
-        }
-    );
+    assert_eq!(seen(tracker.observe_now(&established)), (0, 1));
 }
 
 #[test]
 fn a_connection_that_came_and_went_between_samples_arrived_but_is_not_open() {
     let mut tracker = tracker(&[8080], &[]);
-    tracker.observe(&sample(vec![], &[]));
+    tracker.observe_now(&sample(vec![], &[]));
     let mut gone = conn(APP, "10.1.0.1:40000", 0, 0);
     gone.open = false;
     gone.bytes_received = None;
     let time_wait = sample(vec![gone], &[]);
-    assert_eq!(
-        tracker.observe(&time_wait),
-        Observed {
-            arrivals: 1,
-            open: 0
-        }
-    );
-    assert_eq!(
-        tracker.observe(&time_wait),
-        Observed {
-            arrivals: 0,
-            open: 0
-        }
-    );
+    assert_eq!(seen(tracker.observe_now(&time_wait)), (1, 0));
+    assert_eq!(seen(tracker.observe_now(&time_wait)), (0, 0));
 }
 
 fn counted(mut sample: Sample, passive_opens: u64, own_accepts: u64) -> Sample {
@@ -261,42 +185,51 @@ fn connections_that_came_and_went_unseen_arrive_by_the_namespaces_count_of_opens
     let mut tracker = tracker(&[8080], &[]);
     let app = || listener("0.0.0.0:8080", 1);
     let health = || listener("127.0.0.1:9000", 2);
-    let baseline = counted(sample(vec![app(), health()], &[2]), 100, 7);
-    assert_eq!(tracker.observe(&baseline).arrivals, 0);
-    // Two opens nobody saw (clients that closed first), and one of graceinit's own.
-    let quiet_sockets = sample(vec![app(), health()], &[2]);
-    assert_eq!(
+    let mut observe = |sockets: Vec<TcpSocket>, opens, own| {
         tracker
-            .observe(&counted(quiet_sockets.clone(), 103, 8))
-            .arrivals,
-        2
-    );
-    // One seen, on the app's port: one arrival, not two.
-    let with_one = sample(vec![app(), health(), conn(APP, "10.1.0.1:1", 3, 0)], &[2]);
-    assert_eq!(
-        tracker.observe(&counted(with_one.clone(), 104, 8)).arrivals,
-        1
-    );
+            .observe_now(&counted(sample(sockets, &[2]), opens, own))
+            .arrivals
+    };
+    assert_eq!(observe(vec![app(), health()], 100, 7), 0);
+    // Two opens nobody saw (clients that closed first), and one of graceinit's own:
+    // counted once two more samples confirm them.
+    assert_eq!(observe(vec![app(), health()], 103, 8), 0);
+    assert_eq!(observe(vec![app(), health()], 103, 8), 0);
+    // With one seen on the app's port: the two confirmed, and the one seen.
+    let one = || conn(APP, "10.1.0.1:1", 3, 0);
+    let two = || conn(APP, "10.1.0.1:2", 4, 0);
+    assert_eq!(observe(vec![app(), health(), one()], 104, 8), 3);
     // Seen before the count moved (listed after the read): counted once, when seen.
-    let with_two = sample(
-        vec![
-            app(),
-            health(),
-            conn(APP, "10.1.0.1:1", 3, 0),
-            conn(APP, "10.1.0.1:2", 4, 0),
-        ],
-        &[2],
-    );
-    assert_eq!(
-        tracker.observe(&counted(with_two.clone(), 104, 8)).arrivals,
-        1
-    );
-    assert_eq!(
-        tracker.observe(&counted(with_two.clone(), 105, 8)).arrivals,
-        0
-    );
+    assert_eq!(observe(vec![app(), health(), one(), two()], 104, 8), 1);
+    assert_eq!(observe(vec![app(), health(), one(), two()], 105, 8), 0);
     // Nothing new: nothing arrives.
-    assert_eq!(tracker.observe(&counted(with_two, 105, 8)).arrivals, 0);
+    assert_eq!(observe(vec![app(), health(), one(), two()], 105, 8), 0);
+}
+
+#[test]
+fn an_open_counted_before_graceinit_counts_its_own_accept_is_not_an_arrival() {
+    let mut tracker = tracker(&[8080], &[]);
+    let mut observe = |opens, own| {
+        tracker
+            .observe_now(&counted(
+                sample(vec![listener("0.0.0.0:8080", 1)], &[]),
+                opens,
+                own,
+            ))
+            .arrivals
+    };
+    assert_eq!(observe(10, 0), 0);
+    // The kernel's count moved; graceinit's own count only two samples later (a
+    // connection it counts once its request is answered).
+    assert_eq!(observe(11, 0), 0);
+    assert_eq!(observe(11, 0), 0);
+    assert_eq!(observe(11, 1), 0);
+    assert_eq!(observe(12, 2), 0);
+    // An unseen open of the app's stays in the count: counted once confirmed.
+    assert_eq!(observe(13, 2), 0);
+    assert_eq!(observe(13, 2), 0);
+    assert_eq!(observe(13, 2), 1);
+    assert_eq!(observe(13, 2), 0);
 }
 
 #[test]
@@ -305,7 +238,7 @@ fn seen_connections_to_other_ports_or_from_ignored_peers_explain_the_opens() {
     let listeners = || vec![listener("0.0.0.0:8080", 1), listener("0.0.0.0:9090", 2)];
     assert_eq!(
         tracker
-            .observe(&counted(sample(listeners(), &[]), 10, 0))
+            .observe_now(&counted(sample(listeners(), &[]), 10, 0))
             .arrivals,
         0
     );
@@ -313,5 +246,5 @@ fn seen_connections_to_other_ports_or_from_ignored_peers_explain_the_opens() {
     sockets.push(conn("10.0.0.5:9090", "10.1.0.1:1", 3, 0));
     sockets.push(conn(APP, "10.9.0.1:1", 4, 0));
     let seen = counted(sample(sockets, &[]), 12, 0);
-    assert_eq!(tracker.observe(&seen).arrivals, 0);
+    assert_eq!(tracker.observe_now(&seen).arrivals, 0);
 }
