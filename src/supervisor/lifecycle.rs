@@ -416,6 +416,8 @@ pub struct Lifecycle {
     events_recorded: u64,
     pub(super) hooks: Vec<HookRecord>,
     revision: u64,
+    /// post_stop waits for the drain's last traffic sample until then at the most.
+    post_stop_after_report: Option<Instant>,
     out: Vec<Action>,
 }
 
@@ -494,6 +496,7 @@ impl Lifecycle {
             events_recorded: 0,
             hooks,
             revision: 0,
+            post_stop_after_report: None,
             out: Vec::new(),
         }
     }
@@ -555,7 +558,7 @@ impl Lifecycle {
                 Leftovers::Term { until, .. } => Some(self.cut_at_kill_at(until)),
                 Leftovers::Kill { next_round, .. } => next_round,
             },
-            Stage::PostStop { .. } => self.exit_deadline(),
+            Stage::PostStop { .. } => self.post_stop_after_report.or(self.exit_deadline()),
             Stage::BackOff { until, .. } => Some(until),
             Stage::Flushing {
                 by, report_until, ..
@@ -1291,7 +1294,17 @@ impl Lifecycle {
                     self.after_exit(ending, now);
                 } else {
                     self.stage = Stage::PostStop { ending };
-                    self.run_hooks(HookPhase::PostStop, self.exit_deadline());
+                    // After DrainFinished, which waits for the drain's last traffic sample
+                    // (a few milliseconds; LAST_LINES at the most).
+                    if self
+                        .drain
+                        .as_ref()
+                        .is_some_and(|d| d.finished_event.is_some())
+                    {
+                        self.post_stop_after_report = Some(self.cut_at_kill_at(now + LAST_LINES));
+                    } else {
+                        self.run_hooks(HookPhase::PostStop, self.exit_deadline());
+                    }
                 }
             }
             Then::PostStop | Then::Finish => self.after_exit(ending, now),
@@ -1356,9 +1369,15 @@ impl Lifecycle {
         }
     }
 
-    /// The drain's report is in (or will not come): DrainFinished, then the flush.
+    /// The drain's report is in (or will not come): DrainFinished, then the post_stop
+    /// hooks or the flush that waited for it.
     fn report_done(&mut self, now: Instant) {
         self.record_drain_finished(now);
+        if self.post_stop_after_report.take().is_some()
+            && matches!(self.stage, Stage::PostStop { .. })
+        {
+            self.run_hooks(HookPhase::PostStop, self.exit_deadline());
+        }
         if let Stage::Flushing {
             by, report_until, ..
         } = &mut self.stage
@@ -1668,6 +1687,13 @@ impl Lifecycle {
                 killed: false,
             } if now >= kill_at => self.kill_app(now),
             Stage::Ending { leftovers, .. } => self.on_leftovers_timer(leftovers, now),
+            Stage::PostStop { .. }
+                if self
+                    .post_stop_after_report
+                    .is_some_and(|until| now >= until) =>
+            {
+                self.report_done(now);
+            }
             Stage::PostStop { ending }
                 if self.exit_deadline().is_some_and(|kill_at| now >= kill_at) =>
             {

@@ -431,6 +431,30 @@ fn a_drain_whose_traffic_cannot_be_sampled_says_so_once() {
 }
 
 #[test]
+fn post_stop_hooks_follow_drain_finished_which_waits_for_the_last_sample() {
+    let mut run = Run::running(settings(&[HookPhase::PostStop]));
+    run.signal(TERM);
+    run.exits(ExitStatus::Exited(0));
+    let actions = run.nothing_left();
+    assert_eq!(hook_run(&actions, HookPhase::PostStop), None);
+    assert_eq!(run.wake_in(), Some(LAST_LINES));
+    let actions = run.on(Input::Traffic {
+        seen: Err("no sample in this test".into()),
+        last: true,
+    });
+    assert_eq!(reasons(&actions), [Reason::DrainFinished]);
+    assert!(hook_run(&actions, HookPhase::PostStop).is_some());
+    // Or, without the sample, at LAST_LINES.
+    let mut run = Run::running(settings(&[HookPhase::PostStop]));
+    run.signal(TERM);
+    run.exits(ExitStatus::Exited(0));
+    run.nothing_left();
+    let actions = run.timer();
+    assert_eq!(reasons(&actions), [Reason::DrainFinished]);
+    assert!(hook_run(&actions, HookPhase::PostStop).is_some());
+}
+
+#[test]
 fn without_its_last_sample_the_drain_finishes_at_graceinits_exit() {
     let mut run = Run::running(settings(&[]));
     run.signal(TERM);
