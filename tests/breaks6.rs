@@ -14,6 +14,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::netns::Netns;
+use common::quiet::{arrivals, assert_between, took};
 use common::{Finished, Launch, Running, TempDir, serial, wait_until};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -101,60 +102,6 @@ fn ping(stream: &mut TcpStream) {
     let mut answer = [0; 2];
     stream.read_exact(&mut answer).unwrap();
     assert_eq!(&answer, b"ok");
-}
-
-/// The `wait_quiet over` log line.
-fn over_line(finished: &Finished) -> &str {
-    finished
-        .stderr
-        .lines()
-        .find(|l| l.contains("wait_quiet over"))
-        .unwrap_or_else(|| panic!("no `wait_quiet over` line:\n{}", finished.stderr))
-}
-
-/// The `arrivals=N` of the `wait_quiet over` log line.
-fn arrivals(finished: &Finished) -> usize {
-    let value = over_line(finished)
-        .split("arrivals=")
-        .nth(1)
-        .expect("an arrivals field");
-    value.split_whitespace().next().unwrap().parse().unwrap()
-}
-
-/// The `took=` of the pre_stop hook's `hook finished` line.
-fn took(finished: &Finished) -> Duration {
-    let line = finished
-        .stderr
-        .lines()
-        .find(|l| l.contains("hook finished hook=pre_stop#1"))
-        .unwrap_or_else(|| panic!("no `hook finished` line:\n{}", finished.stderr));
-    let value = line.split("took=").nth(1).expect("a took field").trim();
-    parse_debug_duration(value)
-}
-
-/// A Duration's Debug form: "1.50123s", "998.2ms", "12.5µs".
-fn parse_debug_duration(text: &str) -> Duration {
-    let (number, unit) = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .map(|i| text.split_at(i))
-        .unwrap_or_else(|| panic!("not a duration: {text}"));
-    let number: f64 = number.parse().unwrap();
-    let seconds = match unit {
-        "s" => number,
-        "ms" => number / 1e3,
-        "µs" => number / 1e6,
-        "ns" => number / 1e9,
-        other => panic!("unknown unit {other} in {text}"),
-    };
-    Duration::from_secs_f64(seconds)
-}
-
-fn assert_between(what: &str, value: Duration, low: Duration, high: Duration, f: &Finished) {
-    assert!(
-        value >= low && value <= high,
-        "{what}: {value:?}, expected {low:?}..={high:?}\nstderr:\n{}",
-        f.stderr
-    );
 }
 
 /// A port free on 127.0.0.1 a moment ago (for a config that must name it beforehand).

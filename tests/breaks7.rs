@@ -17,7 +17,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::netns::Netns;
-use common::{Finished, Launch, Running, TempDir, serial, wait_until};
+use common::quiet::{arrivals, drain_finished, traffic};
+use common::{Launch, Running, TempDir, serial, wait_until};
 
 const WAIT: Duration = Duration::from_secs(10);
 /// Sampling period (100 ms) plus the stop signal, the app's exit and the test's polling.
@@ -68,57 +69,6 @@ fn ping(stream: &mut TcpStream) {
     let mut answer = [0; 2];
     stream.read_exact(&mut answer).unwrap();
     assert_eq!(&answer, b"ok");
-}
-
-/// The body of `GET path` (HTTP/1.0: the server closes after its answer).
-fn fetch(address: SocketAddr, path: &str) -> String {
-    let mut stream = TcpStream::connect_timeout(&address, WAIT).unwrap();
-    stream.set_read_timeout(Some(WAIT)).unwrap();
-    write!(stream, "GET {path} HTTP/1.0\r\n\r\n").unwrap();
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").expect("an HTTP answer");
-    assert!(
-        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
-        "{raw}"
-    );
-    body.to_string()
-}
-
-fn status(endpoint: SocketAddr) -> serde_json::Value {
-    serde_json::from_str(&fetch(endpoint, "/status")).unwrap()
-}
-
-fn traffic(endpoint: SocketAddr) -> serde_json::Value {
-    status(endpoint)["drain"]["traffic"].clone()
-}
-
-/// The DrainFinished event's log line.
-fn drain_finished(finished: &Finished) -> &str {
-    let mut lines = finished
-        .stderr
-        .lines()
-        .filter(|l| l.contains("DrainFinished"));
-    let line = lines
-        .next()
-        .unwrap_or_else(|| panic!("no DrainFinished event:\n{}", finished.stderr));
-    assert!(
-        lines.next().is_none(),
-        "two DrainFinished:\n{}",
-        finished.stderr
-    );
-    line
-}
-
-/// The `arrivals=N` of the `wait_quiet over` log line.
-fn arrivals(finished: &Finished) -> usize {
-    let line = finished
-        .stderr
-        .lines()
-        .find(|l| l.contains("wait_quiet over"))
-        .unwrap_or_else(|| panic!("no `wait_quiet over` line:\n{}", finished.stderr));
-    let value = line.split("arrivals=").nth(1).expect("an arrivals field");
-    value.split_whitespace().next().unwrap().parse().unwrap()
 }
 
 /// `setsockopt(fd, level, name, value)` for an int or struct option.

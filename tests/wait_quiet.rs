@@ -15,6 +15,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::netns::Netns;
+use common::quiet::{arrivals, assert_between, fetch, took, traffic};
 use common::{Finished, Launch, TempDir, serial, wait_until};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -117,25 +118,6 @@ fn drain(
     let finished = running.wait(Duration::from_secs(40));
     let exited = Instant::now();
     (finished, exited - trigger, last.map(|l| exited - l))
-}
-
-/// The `arrivals=N` of the `wait_quiet over` log line.
-fn arrivals(finished: &Finished) -> usize {
-    let line = finished
-        .stderr
-        .lines()
-        .find(|l| l.contains("wait_quiet over"))
-        .unwrap_or_else(|| panic!("no `wait_quiet over` line:\n{}", finished.stderr));
-    let value = line.split("arrivals=").nth(1).expect("an arrivals field");
-    value.split_whitespace().next().unwrap().parse().unwrap()
-}
-
-fn assert_between(what: &str, value: Duration, low: Duration, high: Duration, f: &Finished) {
-    assert!(
-        value >= low && value <= high,
-        "{what}: {value:?}, expected {low:?}..={high:?}\nstderr:\n{}",
-        f.stderr
-    );
 }
 
 #[test]
@@ -299,34 +281,6 @@ fn an_ignored_peer_does_not_count() {
     );
 }
 
-/// The `took=` of the pre_stop hook's `hook finished` line.
-fn took(finished: &Finished) -> Duration {
-    let line = finished
-        .stderr
-        .lines()
-        .find(|l| l.contains("hook finished hook=pre_stop#1"))
-        .unwrap_or_else(|| panic!("no `hook finished` line:\n{}", finished.stderr));
-    let value = line.split("took=").nth(1).expect("a took field").trim();
-    parse_debug_duration(value)
-}
-
-/// A Duration's Debug form: "1.50123s", "998.2ms", "12.5µs".
-fn parse_debug_duration(text: &str) -> Duration {
-    let (number, unit) = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .map(|i| text.split_at(i))
-        .unwrap_or_else(|| panic!("not a duration: {text}"));
-    let number: f64 = number.parse().unwrap();
-    let seconds = match unit {
-        "s" => number,
-        "ms" => number / 1e3,
-        "µs" => number / 1e6,
-        "ns" => number / 1e9,
-        other => panic!("unknown unit {other} in {text}"),
-    };
-    Duration::from_secs_f64(seconds)
-}
-
 #[test]
 fn an_idle_kept_alive_connection_is_open_for_until_idle_but_not_an_arrival() {
     let _serial = serial();
@@ -412,26 +366,6 @@ fn stop_by_cuts_a_wait_that_never_gets_quiet() {
     assert_between("the action", took(&finished), one, one + SLACK, &finished);
     // graceinit exited while the client still ran: it did not wait for it.
     assert!(drained < client_runs + SLACK, "{drained:?}");
-}
-
-/// The body of `GET path` (HTTP/1.0: the server closes after its answer).
-fn fetch(address: SocketAddr, path: &str) -> String {
-    let mut stream = TcpStream::connect_timeout(&address, WAIT).unwrap();
-    stream.set_read_timeout(Some(WAIT)).unwrap();
-    write!(stream, "GET {path} HTTP/1.0\r\n\r\n").unwrap();
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").expect("an HTTP answer");
-    assert!(
-        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
-        "{raw}"
-    );
-    body.to_string()
-}
-
-fn traffic(endpoint: SocketAddr) -> serde_json::Value {
-    let status: serde_json::Value = serde_json::from_str(&fetch(endpoint, "/status")).unwrap();
-    status["drain"]["traffic"].clone()
 }
 
 #[test]

@@ -17,6 +17,7 @@
 pub mod endpoints;
 pub mod netns;
 pub mod podman;
+pub mod quiet;
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
