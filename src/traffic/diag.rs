@@ -64,8 +64,7 @@ pub fn sample() -> io::Result<Sample> {
     // graceinit's own are never short, which would show as an arrival), or not
     // graceinit's; and an open counted here is listed below unless it is gone already.
     let taken_at = Instant::now();
-    let opens = passive_opens();
-    let own_accepts = own_opens();
+    let (opens, own_accepts) = counts();
     let mut sockets = dump(AF_INET)?;
     sockets.extend(dump(AF_INET6)?);
     let own_inodes = own_socket_inodes()?;
@@ -84,6 +83,26 @@ pub fn sample() -> io::Result<Sample> {
         own_accepts,
     })
 }
+
+/// The namespace's passive opens and graceinit's own, as of one instant: read again
+/// until no open came between the two reads of the first (a thread preempted between
+/// them on a loaded machine would otherwise pair counts of different moments; at the
+/// first sample that would stay as a difference for good).
+fn counts() -> (Option<u64>, u64) {
+    let mut opens = passive_opens();
+    for _ in 0..COUNT_TRIES {
+        let own = own_opens();
+        let again = passive_opens();
+        if again == opens {
+            return (opens, own);
+        }
+        opens = again;
+    }
+    (opens, own_opens())
+}
+
+/// How many times `counts` tries for two equal reads.
+const COUNT_TRIES: usize = 5;
 
 /// TCP connections graceinit's own listeners have accepted (its health endpoints).
 static OWN_ACCEPTS: AtomicU64 = AtomicU64::new(0);
