@@ -198,8 +198,10 @@ fn dump(family: u8) -> io::Result<Vec<TcpSocket>> {
             family,
             protocol: IPPROTO_TCP,
             extensions: ExtensionFlags::INFO,
-            // Every state but SYN_SENT and CLOSE (a client's, or nobody's).
-            states: StateFlags::all() - StateFlags::SYN_SENT - StateFlags::CLOSE,
+            // Every state but CLOSE (nobody's). SYN_SENT is a client's: listed so that
+            // graceinit's own connection, still being made, marks the listener's
+            // half-open end (SYN_RECV) as its own.
+            states: StateFlags::all() - StateFlags::CLOSE,
             socket_id,
         })
         .into(),
