@@ -20,9 +20,18 @@ pub fn is_over(
     open: usize,
     now: Instant,
 ) -> bool {
-    if now >= end {
-        return true;
-    }
+    now >= end || is_quiet(wait, started, last_arrival, open, now)
+}
+
+/// `min` has passed, nothing has arrived for `quiet` and, with `until_idle`, nothing is
+/// open.
+fn is_quiet(
+    wait: &WaitQuiet,
+    started: Instant,
+    last_arrival: Instant,
+    open: usize,
+    now: Instant,
+) -> bool {
     now >= started + wait.min && now >= last_arrival + wait.quiet && (!wait.until_idle || open == 0)
 }
 
@@ -55,10 +64,7 @@ pub async fn run(wait: &WaitQuiet, limit: Instant) {
         tokio::time::sleep_until((now + PERIOD).min(end)).await;
     }
     let now = Instant::now();
-    let quiet = now >= started + wait.min
-        && now >= last_arrival + wait.quiet
-        && (!wait.until_idle || open == 0);
-    let why = if quiet {
+    let why = if is_quiet(wait, started, last_arrival, open, now) {
         "quiet"
     } else {
         "its max or the drain deadline came first"
